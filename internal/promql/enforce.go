@@ -1,0 +1,449 @@
+// Package promql rewrites PromQL so that it sees only the series a policy
+// allows. Evaluated on the shared Prometheus, a rewritten expression answers
+// what the original would answer on a Prometheus holding only the allowed
+// series.
+//
+// The policy is a union of selectors S1..Sn. Every leaf selector V of the
+// query is replaced by the union of V{S1} .. V{Sn}:
+//
+//   - Instant vector selectors become (V{S1} or V{S2}). `or` matches series
+//     on their labels without __name__, so when V does not fix the metric
+//     name, the name is first copied into a temporary label and removed after
+//     the union; otherwise foo{x} and bar{x} from different selectors would
+//     collapse into one.
+//   - Range vector selectors cannot be combined with `or`, so the union is
+//     lifted around the function that consumes them: rate(V[5m]) becomes
+//     (rate(V{S1}[5m]) or rate(V{S2}[5m])). Every PromQL function taking a
+//     range vector works series by series, except absent_over_time.
+//   - absent and absent_over_time answer "none of the allowed series exist":
+//     the AND of the per-selector answers, with the labels the original
+//     selector would have produced (not the policy's).
+//   - timestamp(V) reads raw sample timestamps only from a bare selector, so
+//     the union is lifted around it too.
+//   - A top-level range selector (an instant query for foo[5m]) cannot be
+//     expressed as one expression; the rewrite returns one expression per
+//     selector and the caller merges the matrices.
+//
+// Terms that cannot match (a conflicting equality, `__name__="x"` against
+// `__name__!="x"`) are pruned. When every term is pruned, one contradictory
+// term is kept: it selects nothing, so the answer is empty, never wider.
+package promql
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/promql/parser"
+)
+
+// ErrUnsupported is returned for syntax the rewriter does not know; such
+// queries are refused rather than forwarded unenforced.
+var ErrUnsupported = errors.New("unsupported PromQL expression")
+
+// nameLabel is the temporary label that carries __name__ through `or`.
+// Labels beginning with "__" are reserved by Prometheus and never ingested
+// from scrapes.
+const nameLabel = "__promgate_name__"
+
+// Enforcer rewrites queries for one policy. It is immutable and safe for
+// concurrent use.
+type Enforcer struct {
+	selectors [][]*labels.Matcher
+}
+
+// New returns an Enforcer for a policy of one or more selectors.
+func New(selectors [][]*labels.Matcher) (*Enforcer, error) {
+	if len(selectors) == 0 {
+		return nil, errors.New("a policy needs at least one selector")
+	}
+	return &Enforcer{selectors: selectors}, nil
+}
+
+var pql = parser.NewParser(parser.Options{})
+
+// ParseError is a query the PromQL parser rejected.
+type ParseError struct{ Err error }
+
+func (e *ParseError) Error() string { return e.Err.Error() }
+func (e *ParseError) Unwrap() error { return e.Err }
+
+// Query parses and rewrites a query. It returns one expression, or several
+// when the query is a bare range vector selector whose per-selector answers
+// the caller must merge (series present in several are equal: keep one).
+func (e *Enforcer) Query(q string) ([]string, error) {
+	expr, err := pql.ParseExpr(q)
+	if err != nil {
+		return nil, &ParseError{Err: err}
+	}
+	exprs, err := e.Rewrite(expr)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, len(exprs))
+	for i, x := range exprs {
+		out[i] = x.String()
+	}
+	return out, nil
+}
+
+// Rewrite enforces the policy on a parsed expression; see Query.
+func (e *Enforcer) Rewrite(expr parser.Expr) ([]parser.Expr, error) {
+	if ms, ok := unparen(expr).(*parser.MatrixSelector); ok {
+		var out []parser.Expr
+		for _, t := range e.terms(ms.VectorSelector.(*parser.VectorSelector)) {
+			out = append(out, withRange(ms, t))
+		}
+		return out, nil
+	}
+	x, err := e.rewrite(expr)
+	if err != nil {
+		return nil, err
+	}
+	return []parser.Expr{x}, nil
+}
+
+func (e *Enforcer) rewrite(node parser.Expr) (parser.Expr, error) {
+	switch n := node.(type) {
+	case *parser.NumberLiteral, *parser.StringLiteral:
+		return n, nil
+	case *parser.VectorSelector:
+		terms := e.terms(n)
+		exprs := make([]parser.Expr, len(terms))
+		for i, t := range terms {
+			exprs[i] = t
+		}
+		return union(exprs, fixesName(n)), nil
+	case *parser.MatrixSelector:
+		// Every place a range vector may appear (function arguments, the
+		// top level) is handled before recursing here.
+		return nil, fmt.Errorf("%w: range vector selector %s outside a function", ErrUnsupported, n)
+	case *parser.ParenExpr:
+		inner, err := e.rewrite(n.Expr)
+		if err != nil {
+			return nil, err
+		}
+		return &parser.ParenExpr{Expr: inner, PosRange: n.PosRange}, nil
+	case *parser.UnaryExpr:
+		inner, err := e.rewrite(n.Expr)
+		if err != nil {
+			return nil, err
+		}
+		c := *n
+		c.Expr = inner
+		return &c, nil
+	case *parser.BinaryExpr:
+		lhs, err := e.rewrite(n.LHS)
+		if err != nil {
+			return nil, err
+		}
+		rhs, err := e.rewrite(n.RHS)
+		if err != nil {
+			return nil, err
+		}
+		c := *n
+		c.LHS, c.RHS = lhs, rhs
+		return &c, nil
+	case *parser.AggregateExpr:
+		c := *n
+		var err error
+		if c.Expr, err = e.rewrite(n.Expr); err != nil {
+			return nil, err
+		}
+		if n.Param != nil {
+			if c.Param, err = e.rewrite(n.Param); err != nil {
+				return nil, err
+			}
+		}
+		return &c, nil
+	case *parser.SubqueryExpr:
+		inner, err := e.rewrite(n.Expr)
+		if err != nil {
+			return nil, err
+		}
+		c := *n
+		c.Expr = inner
+		return &c, nil
+	case *parser.Call:
+		return e.rewriteCall(n)
+	}
+	return nil, fmt.Errorf("%w: %T", ErrUnsupported, node)
+}
+
+func (e *Enforcer) rewriteCall(n *parser.Call) (parser.Expr, error) {
+	switch n.Func.Name {
+	case "absent", "absent_over_time":
+		if len(n.Args) == 1 {
+			if x, ok := e.rewriteAbsent(n); ok {
+				return x, nil
+			}
+		}
+	case "timestamp":
+		// timestamp() of a bare selector returns the samples' own
+		// timestamps; of anything else, the evaluation time. Keep the
+		// selector bare by lifting the union around the call.
+		if len(n.Args) == 1 {
+			if vs, ok := unparen(n.Args[0]).(*parser.VectorSelector); ok {
+				terms := e.terms(vs)
+				exprs := make([]parser.Expr, len(terms))
+				for i, t := range terms {
+					exprs[i] = &parser.Call{Func: n.Func, Args: parser.Expressions{t}, PosRange: n.PosRange}
+				}
+				return union(exprs, fixesName(vs)), nil
+			}
+		}
+	}
+
+	// Rewrite every argument that is not a range vector selector once.
+	args := make(parser.Expressions, len(n.Args))
+	matrixArg := -1
+	for i, a := range n.Args {
+		if _, ok := unparen(a).(*parser.MatrixSelector); ok {
+			if matrixArg >= 0 {
+				return nil, fmt.Errorf("%w: %s with two range vector arguments", ErrUnsupported, n.Func.Name)
+			}
+			matrixArg = i
+			continue
+		}
+		x, err := e.rewrite(a)
+		if err != nil {
+			return nil, err
+		}
+		args[i] = x
+	}
+	if matrixArg < 0 {
+		return &parser.Call{Func: n.Func, Args: args, PosRange: n.PosRange}, nil
+	}
+
+	// Lift the union around the call: the function works series by series,
+	// so f(V[r]) over the union equals the union of f(V{Si}[r]).
+	ms := unparen(n.Args[matrixArg]).(*parser.MatrixSelector)
+	vs := ms.VectorSelector.(*parser.VectorSelector)
+	terms := e.terms(vs)
+	exprs := make([]parser.Expr, len(terms))
+	for i, t := range terms {
+		a := make(parser.Expressions, len(args))
+		copy(a, args)
+		a[matrixArg] = withRange(ms, t)
+		exprs[i] = &parser.Call{Func: n.Func, Args: a, PosRange: n.PosRange}
+	}
+	return union(exprs, fixesName(vs)), nil
+}
+
+// rewriteAbsent handles absent(V) and absent_over_time(V[r]) for a bare
+// selector V. Without a bare selector absent derives no labels and the
+// generic rewrite is exact.
+func (e *Enforcer) rewriteAbsent(n *parser.Call) (parser.Expr, bool) {
+	var vs *parser.VectorSelector
+	var ms *parser.MatrixSelector
+	switch a := unparen(n.Args[0]).(type) {
+	case *parser.VectorSelector:
+		vs = a
+	case *parser.MatrixSelector:
+		ms = a
+		vs = a.VectorSelector.(*parser.VectorSelector)
+	default:
+		return nil, false
+	}
+	terms := e.terms(vs)
+	var combined parser.Expr
+	for _, t := range terms {
+		var arg parser.Expr = t
+		if ms != nil {
+			arg = withRange(ms, t)
+		}
+		call := &parser.Call{Func: n.Func, Args: parser.Expressions{arg}, PosRange: n.PosRange}
+		if combined == nil {
+			combined = call
+			continue
+		}
+		// Absent from the union means absent from every term. Each
+		// answer is one series or none; `and on()` keeps the left one.
+		combined = &parser.BinaryExpr{
+			Op: parser.LAND, LHS: combined, RHS: call,
+			VectorMatching: &parser.VectorMatching{Card: parser.CardManyToMany, On: true},
+		}
+	}
+	// The answer carries the labels absent derives from the first term's
+	// matchers, which include the policy's. Turn them into the labels the
+	// original selector gives.
+	have := absentLabels(terms[0].LabelMatchers)
+	want := absentLabels(vs.LabelMatchers)
+	return setLabels(combined, have, want), true
+}
+
+// terms returns V{S} for every policy selector S that V can match, as new
+// selectors with the metric name written as a matcher (Prometheus 2.x rejects
+// `foo{__name__=~"..."}`).
+func (e *Enforcer) terms(vs *parser.VectorSelector) []*parser.VectorSelector {
+	var out []*parser.VectorSelector
+	var first *parser.VectorSelector
+	for _, sel := range e.selectors {
+		t := *vs
+		t.Name = ""
+		t.LabelMatchers = merge(vs.LabelMatchers, sel)
+		t.PosRange = vs.PosRange
+		if first == nil {
+			first = &t
+		}
+		if Contradicts(t.LabelMatchers) {
+			continue
+		}
+		out = append(out, &t)
+	}
+	if len(out) == 0 {
+		// Nothing can match; the contradictory selector answers empty.
+		out = append(out, first)
+	}
+	return out
+}
+
+// merge returns the conjunction of a and b, leaving out matchers of b that a
+// already has.
+func merge(a, b []*labels.Matcher) []*labels.Matcher {
+	out := make([]*labels.Matcher, 0, len(a)+len(b))
+	out = append(out, a...)
+outer:
+	for _, m := range b {
+		for _, x := range a {
+			if x.Name == m.Name && x.Type == m.Type && x.Value == m.Value {
+				continue outer
+			}
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// Contradicts reports whether no series can satisfy all matchers: two
+// different equalities on a label, or an equality another matcher on the
+// same label rejects. Other impossible combinations (two disjoint regexes)
+// are not detected; they are harmless, they only select nothing.
+func Contradicts(ms []*labels.Matcher) bool {
+	eq := make(map[string]string, len(ms))
+	for _, m := range ms {
+		if m.Type != labels.MatchEqual {
+			continue
+		}
+		if v, ok := eq[m.Name]; ok && v != m.Value {
+			return true
+		}
+		eq[m.Name] = m.Value
+	}
+	for _, m := range ms {
+		if v, ok := eq[m.Name]; ok && !m.Matches(v) {
+			return true
+		}
+	}
+	return false
+}
+
+// fixesName reports whether every series vs selects has the same name, in
+// which case a plain `or` cannot confuse two of them.
+func fixesName(vs *parser.VectorSelector) bool {
+	for _, m := range vs.LabelMatchers {
+		if m.Name == labels.MetricName && m.Type == labels.MatchEqual {
+			return true
+		}
+	}
+	return false
+}
+
+// union returns the set union of exprs, in parentheses so that it can stand
+// wherever the replaced node stood.
+func union(exprs []parser.Expr, sameName bool) parser.Expr {
+	if len(exprs) == 1 {
+		return exprs[0]
+	}
+	if !sameName {
+		for i, x := range exprs {
+			exprs[i] = labelReplace(x, nameLabel, "$1", labels.MetricName, "(.+)")
+		}
+	}
+	acc := exprs[0]
+	for _, x := range exprs[1:] {
+		acc = &parser.BinaryExpr{
+			Op: parser.LOR, LHS: acc, RHS: x,
+			VectorMatching: &parser.VectorMatching{Card: parser.CardManyToMany},
+		}
+	}
+	if !sameName {
+		return labelReplace(acc, nameLabel, "", "", "")
+	}
+	return &parser.ParenExpr{Expr: acc}
+}
+
+func labelReplace(x parser.Expr, dst, repl, src, re string) parser.Expr {
+	return &parser.Call{
+		Func: parser.Functions["label_replace"],
+		Args: parser.Expressions{
+			x,
+			&parser.StringLiteral{Val: dst},
+			&parser.StringLiteral{Val: repl},
+			&parser.StringLiteral{Val: src},
+			&parser.StringLiteral{Val: re},
+		},
+	}
+}
+
+// withRange returns the range selector ms with its vector selector replaced.
+func withRange(ms *parser.MatrixSelector, vs *parser.VectorSelector) *parser.MatrixSelector {
+	c := *ms
+	c.VectorSelector = vs
+	return &c
+}
+
+func unparen(x parser.Expr) parser.Expr {
+	for {
+		p, ok := x.(*parser.ParenExpr)
+		if !ok {
+			return x
+		}
+		x = p.Expr
+	}
+}
+
+// absentLabels returns the labels absent() gives a selector: a label takes the
+// value of its equality matcher when that is the only matcher on the label;
+// __name__ never appears. This mirrors Prometheus' evaluation.
+func absentLabels(ms []*labels.Matcher) map[string]string {
+	out := map[string]string{}
+	drop := map[string]bool{}
+	for _, m := range ms {
+		if m.Name == labels.MetricName {
+			continue
+		}
+		if _, seen := out[m.Name]; m.Type == labels.MatchEqual && !seen && !drop[m.Name] {
+			out[m.Name] = m.Value
+			continue
+		}
+		drop[m.Name] = true
+	}
+	for name := range drop {
+		delete(out, name)
+	}
+	for name, v := range out {
+		if v == "" {
+			delete(out, name)
+		}
+	}
+	return out
+}
+
+// setLabels wraps x, whose series carry the labels have, so that they carry
+// exactly the labels want.
+func setLabels(x parser.Expr, have, want map[string]string) parser.Expr {
+	for _, name := range sortedKeys(have) {
+		if _, ok := want[name]; !ok {
+			x = labelReplace(x, name, "", "", "")
+		}
+	}
+	for _, name := range sortedKeys(want) {
+		if have[name] != want[name] {
+			// label_replace expands $ in the replacement.
+			x = labelReplace(x, name, strings.ReplaceAll(want[name], "$", "$$"), "", "")
+		}
+	}
+	return x
+}
