@@ -16,19 +16,19 @@ type Type string
 
 // Error types, with the statuses Write gives them.
 const (
-	BadData          Type = "bad_data"          // 400
-	Unauthorized     Type = "unauthorized"      // 401
-	Forbidden        Type = "forbidden"         // 403
-	NotFound         Type = "not_found"         // 404
+	BadData          Type = "bad_data"           // 400
+	Unauthorized     Type = "unauthorized"       // 401
+	Forbidden        Type = "forbidden"          // 403
+	NotFound         Type = "not_found"          // 404
 	MethodNotAllowed Type = "method_not_allowed" // 405
-	TooLarge         Type = "too_large"         // 413
-	UnsupportedMedia Type = "unsupported_media" // 415
-	TooManyRequests  Type = "too_many_requests" // 429
-	Canceled         Type = "canceled"          // 499
-	Internal         Type = "internal"          // 500
-	Upstream         Type = "upstream"          // 502
-	Unavailable      Type = "unavailable"       // 503
-	Timeout          Type = "timeout"           // 504
+	TooLarge         Type = "too_large"          // 413
+	UnsupportedMedia Type = "unsupported_media"  // 415
+	TooManyRequests  Type = "too_many_requests"  // 429
+	Canceled         Type = "canceled"           // 499
+	Internal         Type = "internal"           // 500
+	Upstream         Type = "upstream"           // 502
+	Unavailable      Type = "unavailable"        // 503
+	Timeout          Type = "timeout"            // 504
 )
 
 var statuses = map[Type]int{

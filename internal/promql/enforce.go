@@ -47,6 +47,33 @@ var ErrUnsupported = errors.New("unsupported PromQL expression")
 // from scrapes.
 const nameLabel = "__promgate_name__"
 
+// ErrTooLarge is returned when the rewritten query would be unreasonably
+// large (deeply nested functions under a policy of several selectors).
+var ErrTooLarge = errors.New("query too large once the policy is applied")
+
+// maxExpandedNodes bounds the size of a rewritten query.
+const maxExpandedNodes = 50000
+
+// expandedSize counts the nodes of x as printed, sharing counts of repeated
+// subtrees through memo.
+func expandedSize(x parser.Node, memo map[parser.Node]int) int {
+	if x == nil {
+		return 0
+	}
+	if n, ok := memo[x]; ok {
+		return n
+	}
+	n := 1
+	for _, c := range parser.Children(x) {
+		n += expandedSize(c, memo)
+		if n > maxExpandedNodes {
+			break
+		}
+	}
+	memo[x] = n
+	return n
+}
+
 // Enforcer rewrites queries for one policy. It is immutable and safe for
 // concurrent use.
 type Enforcer struct {
@@ -80,6 +107,15 @@ func (e *Enforcer) Query(q string) ([]string, error) {
 	exprs, err := e.Rewrite(expr)
 	if err != nil {
 		return nil, err
+	}
+	// Lifting a union around a function repeats its other arguments once
+	// per selector; nested, that grows as selectors^depth. The rewritten
+	// tree shares those arguments, so its expanded size is cheap to count.
+	sizes := map[parser.Node]int{}
+	for _, x := range exprs {
+		if expandedSize(x, sizes) > maxExpandedNodes {
+			return nil, ErrTooLarge
+		}
 	}
 	out := make([]string, len(exprs))
 	for i, x := range exprs {

@@ -67,7 +67,10 @@ func TestQueryOneSelector(t *testing.T) {
 
 func TestQuerySeveralSelectors(t *testing.T) {
 	e := mustEnforcer(t, `{team="a"}`, `{__name__=~"node_.*", shared="true"}`)
-	for _, tc := range []struct{ name, in string; want []string }{
+	for _, tc := range []struct {
+		name, in string
+		want     []string
+	}{
 		{"named selector: plain or", `node_load1`, []string{
 			`({__name__="node_load1",team="a"} or {__name__="node_load1",__name__=~"node_.*",shared="true"})`}},
 		{"name pruned", `up`, []string{`{__name__="up",team="a"}`}},
@@ -153,5 +156,20 @@ func TestMatch(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestQueryTooLarge(t *testing.T) {
+	e := mustEnforcer(t, `{a="1"}`, `{a="2"}`, `{a="3"}`)
+	q := `x`
+	for range 12 {
+		q = `quantile_over_time(scalar(` + q + `), y[5m])`
+	}
+	if _, err := e.Query(q); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("got %v, want ErrTooLarge", err)
+	}
+	// One selector never repeats anything.
+	if _, err := mustEnforcer(t, `{a="1"}`).Query(q); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -1,0 +1,338 @@
+package config
+
+import (
+	"net/netip"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/promgate/promgate/internal/identity"
+	"github.com/promgate/promgate/internal/policy"
+)
+
+func identityOf(user string) identity.Identity { return identity.Identity{User: user} }
+
+// badFixtures maps each testdata/*.bad.yml to the substrings its error must
+// contain (want) and must not contain (notWant: secrets).
+var badFixtures = map[string]struct {
+	want    []string
+	notWant []string
+}{
+	"unknown-key.bad.yml": {want: []string{
+		`line 4: unknown field "ur1" in Upstream`,
+		`line 8: unknown field "polices" in Config`,
+	}},
+	"duplicate-user.bad.yml": {want: []string{
+		`line 8: duplicate key "alice" (already defined at line 6)`,
+	}},
+	"bad-selector.bad.yml": {want: []string{
+		`line 12: policy "team-a": invalid selector "{team=a}"`,
+		`line 13: policy "team-a": invalid selector "up{job=\"x\""`,
+	}, notWant: []string{`line 11:`}},
+	"bad-template.bad.yml": {want: []string{
+		`line 11: policy "ns": invalid template in selector "{namespace=\"{{ .Nope }}\"}"`,
+		`Nope`,
+		`line 12: policy "ns": invalid template in selector`,
+	}},
+	"unknown-subject.bad.yml": {want: []string{
+		`line 11: policy "p": subject "user:mallory": user "mallory" is not in basic_auth_users`,
+		`line 12: policy "p": invalid subject "team:a"`,
+		`line 13: policy "p": invalid subject "user:"`,
+	}, notWant: []string{`line 10:`}},
+	"undefined-group.bad.yml": {want: []string{
+		`line 13: policy "p": subject "group:team-c": group "team-c" is not defined under groups`,
+		`line 10: group "team-b": member name must not be empty`,
+	}, notWant: []string{`anyone`, `"group:team-a"`}},
+	"duplicate-policy.bad.yml": {want: []string{
+		`line 14: policy "p": duplicate policy name (first defined at line 8)`,
+		`line 17: policy #4: name is required`,
+		`line 19: policy "r": subjects is required`,
+	}},
+	"bad-cidr.bad.yml": {want: []string{
+		`line 9: trusted_header.trusted_sources: invalid CIDR "10.0.0.0/33"`,
+		`line 10: trusted_header.trusted_sources: invalid IP address or CIDR "not-an-ip"`,
+		`line 11: trusted_header.trusted_sources: invalid IP address or CIDR "fe80::1%eth0"`,
+	}, notWant: []string{`line 8:`}},
+	"bad-trusted-header.bad.yml": {want: []string{
+		`line 5: trusted_header.name is required`,
+		`line 6: trusted_header.trusted_sources is required`,
+	}},
+	"bad-header-name.bad.yml": {want: []string{
+		`line 6: trusted_header.name: invalid header name "X User"`,
+	}},
+	"bad-hash.bad.yml": {want: []string{
+		`line 7: basic_auth_users: user "bob": password is not a valid bcrypt hash`,
+		`line 8: basic_auth_users: user "carol": password is not a valid bcrypt hash`,
+		`line 9: basic_auth_users: user name must not be empty`,
+		`line 10: basic_auth_users: user name "d:e" must not contain ':'`,
+	}, notWant: []string{"SECRET", "$2", `"alice"`}},
+	"missing-upstream.bad.yml": {want: []string{
+		`line 1: upstreams.prometheus is required`,
+	}},
+	"missing-url.bad.yml": {want: []string{
+		`line 2: upstreams.prometheus.url is required`,
+		`line 3: upstreams.prometheus.timeout must be positive, got -5s`,
+		`line 5: upstreams.alertmanager.url: must be an absolute http:// or https:// URL`,
+	}},
+	"bad-url.bad.yml": {want: []string{
+		`line 3: upstreams.prometheus.url: invalid URL`,
+		`line 5: upstreams.alertmanager.url: invalid URL`,
+	}, notWant: []string{"hunter2"}},
+	"bad-upstream-headers.bad.yml": {want: []string{
+		`line 5: upstreams.prometheus.headers: header "X-Scope-OrgID": invalid template`,
+		`Tenant`,
+		`line 6: upstreams.prometheus.headers: header "THANOS-TENANT": invalid template`,
+		`line 7: upstreams.prometheus.headers: invalid header name "Bad Header"`,
+	}, notWant: []string{"X-Ok"}},
+	"allow-all-with-selectors.bad.yml": {want: []string{
+		`line 11: policy "both": allow_all: true and selectors are mutually exclusive`,
+		`line 12: policy "neither": one of allow_all: true or a non-empty selectors list is required`,
+		`line 14: policy "empty": one of allow_all: true or a non-empty selectors list is required`,
+	}},
+	"no-authentication.bad.yml": {want: []string{
+		`line 1: authentication: at least one of basic_auth_users or trusted_header is required`,
+	}},
+	"wrong-type.bad.yml": {want: []string{
+		`line 4: cannot unmarshal !!int`,
+		`into time.Duration`,
+		`line 10: cannot unmarshal !!str`,
+		`line 11: cannot unmarshal !!str`,
+	}},
+	"syntax.bad.yml": {want: []string{
+		`yaml: line 3: mapping values are not allowed in this context`,
+	}},
+	"two-documents.bad.yml": {want: []string{
+		`line 4: the file must hold a single YAML document`,
+	}},
+	"empty.bad.yml": {want: []string{
+		`line 1: upstreams.prometheus is required`,
+		`line 1: authentication: at least one of basic_auth_users or trusted_header is required`,
+	}},
+}
+
+func TestBadFixtures(t *testing.T) {
+	for name, tc := range badFixtures {
+		t.Run(name, func(t *testing.T) {
+			cfg, err := LoadFile(filepath.Join("testdata", name))
+			if err == nil {
+				t.Fatalf("loaded without error: %+v", cfg)
+			}
+			if cfg != nil {
+				t.Errorf("got a config along with the error")
+			}
+			msg := err.Error()
+			if !strings.HasPrefix(msg, filepath.Join("testdata", name)+": ") {
+				t.Errorf("error does not start with the file name:\n%s", msg)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(msg, w) {
+					t.Errorf("error lacks %q:\n%s", w, msg)
+				}
+			}
+			for _, nw := range tc.notWant {
+				if strings.Contains(msg, nw) {
+					t.Errorf("error must not contain %q:\n%s", nw, msg)
+				}
+			}
+			// Every reported problem names its line.
+			for _, line := range strings.Split(msg, "\n") {
+				if !strings.Contains(line, "line ") {
+					t.Errorf("error line without a line number: %q", line)
+				}
+			}
+		})
+	}
+}
+
+// TestFixturesCovered makes sure no fixture is left out of the tables.
+func TestFixturesCovered(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join("testdata", "*.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		base := filepath.Base(f)
+		switch {
+		case strings.HasSuffix(base, ".bad.yml"):
+			if _, ok := badFixtures[base]; !ok {
+				t.Errorf("%s is not in badFixtures", base)
+			}
+		case strings.HasSuffix(base, ".good.yml"):
+			if _, ok := goodFixtures[base]; !ok {
+				t.Errorf("%s is not in goodFixtures", base)
+			}
+		default:
+			t.Errorf("%s is neither *.good.yml nor *.bad.yml", base)
+		}
+	}
+	for name := range badFixtures {
+		if _, err := os.Stat(filepath.Join("testdata", name)); err != nil {
+			t.Errorf("fixture %s: %v", name, err)
+		}
+	}
+}
+
+// ruleView is a policy.Rule with its templates as text, for comparison.
+type ruleView struct {
+	Name      string
+	Subjects  []policy.Subject
+	AllowAll  bool
+	Selectors []string
+}
+
+func viewRules(rules []policy.Rule) []ruleView {
+	out := make([]ruleView, 0, len(rules))
+	for _, r := range rules {
+		v := ruleView{Name: r.Name, Subjects: r.Subjects, AllowAll: r.AllowAll}
+		for _, s := range r.Selectors {
+			v.Selectors = append(v.Selectors, s.String())
+		}
+		out = append(out, v)
+	}
+	return out
+}
+
+func user(name string) policy.Subject  { return policy.Subject{Kind: policy.SubjectUser, Name: name} }
+func group(name string) policy.Subject { return policy.Subject{Kind: policy.SubjectGroup, Name: name} }
+
+var everyone = policy.Subject{Kind: policy.SubjectEveryone}
+
+var goodFixtures = map[string]func(t *testing.T, c *Config){
+	"spec.good.yml": func(t *testing.T, c *Config) {
+		p := c.Upstreams.Prometheus
+		if p.URL != "http://127.0.0.1:9090" || p.Timeout != DefaultUpstreamTimeout {
+			t.Errorf("prometheus upstream = %+v", p)
+		}
+		h, err := p.RenderHeaders("alice")
+		if err != nil || h.Get("X-Scope-OrgID") != "alice" {
+			t.Errorf("RenderHeaders(alice) = %v, %v", h, err)
+		}
+		am := c.Upstreams.Alertmanager
+		if am == nil || am.URL != "http://127.0.0.1:9093" || am.Timeout != DefaultUpstreamTimeout {
+			t.Errorf("alertmanager upstream = %+v", am)
+		}
+		if n := len(c.Authentication.BasicAuthUsers); n != 2 {
+			t.Errorf("%d basic auth users, want 2", n)
+		}
+		th := c.Authentication.TrustedHeader
+		if th == nil || th.Name != "X-Prometheus-Injectable" ||
+			!reflect.DeepEqual(th.Prefixes, []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}) {
+			t.Errorf("trusted header = %+v", th)
+		}
+		if !reflect.DeepEqual(c.Groups, map[string][]string{"team-a": {"alice", "carol"}}) {
+			t.Errorf("groups = %v", c.Groups)
+		}
+		want := []ruleView{
+			{
+				Name:      "team-a",
+				Subjects:  []policy.Subject{group("team-a"), user("dave")},
+				Selectors: []string{`{team="a"}`, `{__name__=~"node_.*", shared="true"}`},
+			},
+			{Name: "admins", Subjects: []policy.Subject{user("root")}, AllowAll: true},
+		}
+		if got := viewRules(c.Rules); !reflect.DeepEqual(got, want) {
+			t.Errorf("rules:\n got %+v\nwant %+v", got, want)
+		}
+
+		// The rules resolve as the spec describes.
+		set := policy.NewSet(c.Rules, c.Groups)
+		pol, err := set.For(identityOf("carol"))
+		if err != nil || pol.AllowAll || len(pol.Selectors) != 2 {
+			t.Errorf("carol: %+v, %v", pol, err)
+		}
+		pol, err = set.For(identityOf("root"))
+		if err != nil || !pol.AllowAll {
+			t.Errorf("root: %+v, %v", pol, err)
+		}
+		if _, err := set.For(identityOf("bob")); err != policy.ErrNoPolicy {
+			t.Errorf("bob: %v, want ErrNoPolicy", err)
+		}
+	},
+	"basic-only.good.yml": func(t *testing.T, c *Config) {
+		if got := c.Upstreams.Prometheus.Timeout; got != 30*time.Second {
+			t.Errorf("timeout = %v", got)
+		}
+		if c.Upstreams.Alertmanager != nil {
+			t.Errorf("alertmanager = %+v, want nil", c.Upstreams.Alertmanager)
+		}
+		if c.Authentication.TrustedHeader != nil {
+			t.Errorf("trusted header = %+v, want nil", c.Authentication.TrustedHeader)
+		}
+		want := []ruleView{
+			{Name: "own-namespace", Subjects: []policy.Subject{everyone}, Selectors: []string{`{namespace="{{ .User }}"}`}},
+			{Name: "bob-admin", Subjects: []policy.Subject{user("bob")}, AllowAll: true},
+		}
+		if got := viewRules(c.Rules); !reflect.DeepEqual(got, want) {
+			t.Errorf("rules:\n got %+v\nwant %+v", got, want)
+		}
+		if !c.Rules[0].Selectors[0].Templated() {
+			t.Errorf("own-namespace selector not templated")
+		}
+	},
+	"header-only.good.yml": func(t *testing.T, c *Config) {
+		th := c.Authentication.TrustedHeader
+		want := []netip.Prefix{
+			netip.MustParsePrefix("127.0.0.1/32"),
+			netip.MustParsePrefix("::1/128"),
+			netip.MustParsePrefix("10.0.0.0/8"),
+		}
+		if !reflect.DeepEqual(th.Prefixes, want) {
+			t.Errorf("prefixes = %v, want %v", th.Prefixes, want)
+		}
+		if len(c.Rules) != 1 || c.Rules[0].Subjects[0] != user("dave") {
+			t.Errorf("rules = %+v", viewRules(c.Rules))
+		}
+	},
+}
+
+func TestGoodFixtures(t *testing.T) {
+	for name, check := range goodFixtures {
+		t.Run(name, func(t *testing.T) {
+			cfg, err := LoadFile(filepath.Join("testdata", name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			check(t, cfg)
+		})
+	}
+}
+
+func TestLoadFileMissing(t *testing.T) {
+	if _, err := LoadFile(filepath.Join("testdata", "does-not-exist.yml")); !os.IsNotExist(err) {
+		t.Errorf("err = %v, want not exist", err)
+	}
+}
+
+func TestRenderHeadersRefusesControlCharacters(t *testing.T) {
+	u := &Upstream{Headers: map[string]string{"X-Scope-OrgID": "{{ .User }}"}}
+	if _, err := u.RenderHeaders("evil\r\nX-Injected: 1"); err == nil {
+		t.Error("a user name with CR LF was rendered into a header")
+	}
+	h, err := u.RenderHeaders("ok")
+	if err != nil || h.Get("X-Scope-OrgID") != "ok" {
+		t.Errorf("RenderHeaders(ok) = %v, %v", h, err)
+	}
+}
+
+func TestParseSource(t *testing.T) {
+	for in, want := range map[string]string{
+		"127.0.0.1":     "127.0.0.1/32",
+		"::1":           "::1/128",
+		"10.1.2.3/8":    "10.0.0.0/8",
+		" 192.0.2.0/24": "192.0.2.0/24",
+		"2001:db8::/32": "2001:db8::/32",
+	} {
+		p, err := parseSource(in)
+		if err != nil || p.String() != want {
+			t.Errorf("parseSource(%q) = %v, %v; want %s", in, p, err, want)
+		}
+	}
+	for _, in := range []string{"", "10.0.0.0/33", "host.example", "fe80::1%eth0", "1.2.3.4/"} {
+		if p, err := parseSource(in); err == nil {
+			t.Errorf("parseSource(%q) = %v, want error", in, p)
+		}
+	}
+}

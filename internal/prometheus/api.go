@@ -1,0 +1,217 @@
+package prometheus
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/promql/parser"
+
+	"github.com/promgate/promgate/internal/apierror"
+	"github.com/promgate/promgate/internal/promql"
+)
+
+// Upstream is the Prometheus behind promgate.
+type Upstream interface {
+	// ServeHTTP streams r's answer to w.
+	http.Handler
+	// Do returns the answer to r for merging.
+	Do(r *http.Request) (*http.Response, error)
+	WithTimeout(ctx context.Context) (context.Context, context.CancelFunc)
+}
+
+// DefaultMaxBodyBytes bounds urlencoded request bodies.
+const DefaultMaxBodyBytes = 1 << 20
+
+// API enforces policies on Prometheus' HTTP API.
+type API struct {
+	up      Upstream
+	maxBody int64
+}
+
+// New returns an API in front of up.
+func New(up Upstream, maxBody int64) *API {
+	if maxBody <= 0 {
+		maxBody = DefaultMaxBodyBytes
+	}
+	return &API{up: up, maxBody: maxBody}
+}
+
+type handlerFunc func(a *API, w http.ResponseWriter, r *http.Request, path string, p params, enf *promql.Enforcer) error
+
+type route struct {
+	params  params
+	handle  handlerFunc
+	methods []string
+}
+
+var (
+	getPost = []string{http.MethodGet, http.MethodPost}
+
+	queryParams    = params{single: []string{"query", "time", "timeout", "stats", "limit", "lookback_delta"}}
+	rangeParams    = params{single: []string{"query", "start", "end", "step", "timeout", "stats", "limit", "lookback_delta"}}
+	exemplarParams = params{single: []string{"query", "start", "end"}}
+	matchParams    = params{single: []string{"start", "end", "limit"}, repeatable: []string{"match[]"}}
+	formatParams   = params{single: []string{"query"}}
+)
+
+// routes are the only paths a restricted identity reaches. Everything
+// else is refused (default deny) by Handle.
+var routes = map[string]route{
+	"/api/v1/query":            {queryParams, (*API).query, getPost},
+	"/api/v1/query_range":      {rangeParams, (*API).query, getPost},
+	"/api/v1/query_exemplars":  {exemplarParams, (*API).query, getPost},
+	"/api/v1/series":           {matchParams, matchHandler(true), getPost},
+	"/api/v1/labels":           {matchParams, matchHandler(false), getPost},
+	"/federate":                {matchParams, (*API).federate, getPost},
+	"/api/v1/format_query":     {formatParams, (*API).pass, getPost},
+	"/api/v1/parse_query":      {formatParams, (*API).pass, getPost},
+	"/api/v1/status/buildinfo": {params{}, (*API).pass, []string{http.MethodGet}},
+}
+
+// labelValues is /api/v1/label/NAME/values.
+var labelValues = route{matchParams, matchHandler(false), getPost}
+
+// Handle serves one request of a restricted identity; path is the request
+// path relative to promgate's route prefix. Only Handle's routes pass.
+func (a *API) Handle(w http.ResponseWriter, r *http.Request, path string, enf *promql.Enforcer) {
+	rt, ok := routes[path]
+	if !ok {
+		if name, isValues := labelValuesName(path); isValues {
+			rt = labelValues
+			path = "/api/v1/label/" + url.PathEscape(name) + "/values"
+			ok = true
+		}
+	}
+	if !ok {
+		apierror.Write(w, apierror.New(apierror.Forbidden, "%s is not available to restricted users", path))
+		return
+	}
+	if !allowed(rt.methods, r.Method) {
+		w.Header().Set("Allow", strings.Join(rt.methods, ", "))
+		apierror.Write(w, apierror.New(apierror.MethodNotAllowed, "method %s not allowed on %s", r.Method, path))
+		return
+	}
+	if err := rt.handle(a, w, r, path, rt.params, enf); err != nil {
+		apierror.Write(w, err)
+	}
+}
+
+func allowed(methods []string, m string) bool {
+	for _, x := range methods {
+		if x == m {
+			return true
+		}
+	}
+	return false
+}
+
+// labelValuesName extracts NAME from /api/v1/label/NAME/values. The name is
+// not a filter (match[] is), but it must be one path segment so that the
+// path forwarded is the one checked.
+func labelValuesName(path string) (string, bool) {
+	rest, ok := strings.CutPrefix(path, "/api/v1/label/")
+	if !ok {
+		return "", false
+	}
+	name, ok := strings.CutSuffix(rest, "/values")
+	if !ok || name == "" || strings.Contains(name, "/") {
+		return "", false
+	}
+	return name, true
+}
+
+func (a *API) query(w http.ResponseWriter, r *http.Request, path string, p params, enf *promql.Enforcer) error {
+	vs, err := readForm(r, p, a.maxBody)
+	if err != nil {
+		return err
+	}
+	exprs, err := enf.Query(vs.Get("query"))
+	if err != nil {
+		var pe *promql.ParseError
+		if errors.As(err, &pe) {
+			return apierror.New(apierror.BadData, "invalid parameter \"query\": %v", pe.Err)
+		}
+		return apierror.Wrap(apierror.BadData, err)
+	}
+	if len(exprs) > 1 && path == "/api/v1/query" {
+		return a.mergeMatrices(w, r, path, vs, exprs)
+	}
+	// A range query or exemplar query over a bare range selector is an
+	// error upstream whatever the selector: one is enough to get it.
+	vs.Set("query", exprs[0])
+	a.up.ServeHTTP(w, rebuild(r, path, vs))
+	return nil
+}
+
+func matchHandler(required bool) handlerFunc {
+	return func(a *API, w http.ResponseWriter, r *http.Request, path string, p params, enf *promql.Enforcer) error {
+		vs, err := readForm(r, p, a.maxBody)
+		if err != nil {
+			return err
+		}
+		if required && len(vs["match[]"]) == 0 {
+			// Prometheus' own answer, without asking it.
+			return apierror.New(apierror.BadData, "no match[] parameter provided")
+		}
+		if err := enforceMatch(vs, enf); err != nil {
+			return err
+		}
+		a.up.ServeHTTP(w, rebuild(r, path, vs))
+		return nil
+	}
+}
+
+func (a *API) federate(w http.ResponseWriter, r *http.Request, path string, p params, enf *promql.Enforcer) error {
+	vs, err := readForm(r, p, a.maxBody)
+	if err != nil {
+		return err
+	}
+	if len(vs["match[]"]) == 0 {
+		// Prometheus answers an empty exposition; so does promgate, and
+		// without the policy's selectors, which would select everything
+		// the tenant may see.
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+		w.WriteHeader(http.StatusOK)
+		return nil
+	}
+	if err := enforceMatch(vs, enf); err != nil {
+		return err
+	}
+	a.up.ServeHTTP(w, rebuild(r, path, vs))
+	return nil
+}
+
+func (a *API) pass(w http.ResponseWriter, r *http.Request, path string, p params, _ *promql.Enforcer) error {
+	vs, err := readForm(r, p, a.maxBody)
+	if err != nil {
+		return err
+	}
+	a.up.ServeHTTP(w, rebuild(r, path, vs))
+	return nil
+}
+
+// enforceMatch replaces the match[] values by their product with the
+// policy's selectors.
+func enforceMatch(vs url.Values, enf *promql.Enforcer) error {
+	var in [][]*labels.Matcher
+	for _, s := range vs["match[]"] {
+		ms, err := pqlParser.ParseMetricSelector(s)
+		if err != nil {
+			return apierror.New(apierror.BadData, "invalid parameter \"match[]\": %v", err)
+		}
+		in = append(in, ms)
+	}
+	out := enf.Match(in)
+	sels := make([]string, len(out))
+	for i, ms := range out {
+		sels[i] = promql.FormatSelector(ms)
+	}
+	vs["match[]"] = sels
+	return nil
+}
+
+var pqlParser = parser.NewParser(parser.Options{})

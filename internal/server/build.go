@@ -1,0 +1,68 @@
+package server
+
+import (
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"net/url"
+
+	"github.com/promgate/promgate/internal/auth"
+	"github.com/promgate/promgate/internal/config"
+	"github.com/promgate/promgate/internal/policy"
+	promapi "github.com/promgate/promgate/internal/prometheus"
+	"github.com/promgate/promgate/internal/upstream"
+)
+
+// BuildOptions are settings of the state that come from flags.
+type BuildOptions struct {
+	MaxBodyBytes int64
+	MaxIdleConns int
+}
+
+// Build makes a State from a loaded configuration.
+func Build(cfg *config.Config, o BuildOptions, logger *slog.Logger) (*State, error) {
+	a := auth.New(auth.Options{
+		BasicAuthUsers: cfg.Authentication.BasicAuthUsers,
+		HeaderName:     headerName(cfg),
+		TrustedSources: trustedSources(cfg),
+	})
+	pu := cfg.Upstreams.Prometheus
+	if pu == nil {
+		return nil, fmt.Errorf("no prometheus upstream configured")
+	}
+	u, err := url.Parse(pu.URL)
+	if err != nil {
+		return nil, fmt.Errorf("prometheus upstream: %w", err)
+	}
+	prom, err := upstream.New(upstream.Options{
+		URL:          u,
+		Timeout:      pu.Timeout,
+		Headers:      pu.Headers,
+		StripHeaders: a.IdentityHeaders(),
+		MaxIdleConns: o.MaxIdleConns,
+	}, logger.With("upstream", "prometheus"))
+	if err != nil {
+		return nil, err
+	}
+	groups := cfg.Groups
+	return &State{
+		Auth:       a,
+		Policies:   policy.NewSet(cfg.Rules, groups),
+		Prometheus: prom,
+		PromAPI:    promapi.New(prom, o.MaxBodyBytes),
+	}, nil
+}
+
+func headerName(cfg *config.Config) string {
+	if th := cfg.Authentication.TrustedHeader; th != nil {
+		return th.Name
+	}
+	return ""
+}
+
+func trustedSources(cfg *config.Config) []netip.Prefix {
+	if th := cfg.Authentication.TrustedHeader; th != nil {
+		return th.Prefixes
+	}
+	return nil
+}

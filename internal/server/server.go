@@ -1,0 +1,256 @@
+// Package server wires promgate's pipeline: authenticate, resolve the
+// policy, route, enforce, forward. It is the only package that knows all
+// the others.
+package server
+
+import (
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/prometheus/model/labels"
+
+	"github.com/promgate/promgate/internal/apierror"
+	"github.com/promgate/promgate/internal/auth"
+	"github.com/promgate/promgate/internal/identity"
+	"github.com/promgate/promgate/internal/policy"
+	promapi "github.com/promgate/promgate/internal/prometheus"
+	"github.com/promgate/promgate/internal/promql"
+	"github.com/promgate/promgate/internal/upstream"
+)
+
+// State is everything built from one configuration. A reload builds a new
+// State and swaps it in; requests in flight finish with the old one.
+type State struct {
+	Auth       *auth.Authenticator
+	Policies   *policy.Set
+	Prometheus *upstream.Upstream
+	PromAPI    *promapi.API
+
+	mu    sync.Mutex
+	cache map[string]*access // by user and groups; bounded
+}
+
+// access is the resolved, ready-to-use policy of one identity.
+type access struct {
+	policy   *policy.Policy
+	enforcer *promql.Enforcer // nil for allow_all
+}
+
+const maxCachedIdentities = 10000
+
+func (st *State) accessFor(id identity.Identity) (*access, error) {
+	key := id.User + "\x00" + strings.Join(id.Groups, "\x00")
+	st.mu.Lock()
+	a, ok := st.cache[key]
+	st.mu.Unlock()
+	if ok {
+		return a, nil
+	}
+	p, err := st.Policies.For(id)
+	if err != nil {
+		return nil, err
+	}
+	a = &access{policy: p}
+	if !p.AllowAll {
+		ms := make([][]*labels.Matcher, len(p.Selectors))
+		for i, s := range p.Selectors {
+			ms[i] = s
+		}
+		if a.enforcer, err = promql.New(ms); err != nil {
+			return nil, err
+		}
+	}
+	st.mu.Lock()
+	if st.cache == nil || len(st.cache) >= maxCachedIdentities {
+		st.cache = map[string]*access{}
+	}
+	st.cache[key] = a
+	st.mu.Unlock()
+	return a, nil
+}
+
+// Options are the server's settings that do not change on reload.
+type Options struct {
+	Logger *slog.Logger
+	// RoutePrefix is the path promgate serves under ("" or "/prometheus").
+	RoutePrefix string
+	Registry    *prometheus.Registry
+	// Reload rebuilds the state from the configuration; nil disables
+	// /-/reload.
+	Reload func() error
+}
+
+// Server is promgate's HTTP handler.
+type Server struct {
+	opts    Options
+	state   atomic.Pointer[State]
+	metrics *metrics
+}
+
+// New returns a Server serving st.
+func New(opts Options, st *State) *Server {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	opts.RoutePrefix = strings.TrimSuffix(opts.RoutePrefix, "/")
+	s := &Server{opts: opts, metrics: newMetrics(opts.Registry)}
+	s.state.Store(st)
+	return s
+}
+
+// Swap serves st from now on.
+func (s *Server) Swap(st *State) { s.state.Store(st) }
+
+// ServeHTTP runs the pipeline for one request.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	rec := &recorder{ResponseWriter: w, code: http.StatusOK}
+	handler := s.serve(rec, r)
+	s.metrics.observe(handler, rec.code, time.Since(start))
+}
+
+// serve handles r and returns the name of the handler for metrics.
+func (s *Server) serve(w http.ResponseWriter, r *http.Request) string {
+	path, ok := strings.CutPrefix(r.URL.Path, s.opts.RoutePrefix)
+	if !ok || (path != "" && path[0] != '/') {
+		apierror.Write(w, apierror.New(apierror.NotFound, "not found: %s is outside %s", r.URL.Path, s.opts.RoutePrefix))
+		return "other"
+	}
+	if path == "" {
+		path = "/"
+	}
+	switch path {
+	case "/-/healthy":
+		writeText(w, "promgate is Healthy.\n")
+		return "healthy"
+	case "/-/ready":
+		writeText(w, "promgate is Ready.\n")
+		return "ready"
+	case "/metrics":
+		promhttp.HandlerFor(s.opts.Registry, promhttp.HandlerOpts{}).ServeHTTP(w, r)
+		return "metrics"
+	}
+
+	st := s.state.Load()
+	id, err := st.Auth.Authenticate(r)
+	if err != nil {
+		s.metrics.authFailures.Inc()
+		s.opts.Logger.Info("request refused", "reason", err.Error(), "remote", r.RemoteAddr, "path", path)
+		apierror.Write(w, err)
+		return "auth"
+	}
+	id.Groups = st.Policies.Groups(id)
+	acc, err := st.accessFor(id)
+	if err != nil {
+		if errors.Is(err, policy.ErrNoPolicy) {
+			err = apierror.New(apierror.Forbidden, "user %q: %v", id.User, err)
+		}
+		s.opts.Logger.Info("request refused", "user", id.User, "path", path, "reason", err.Error())
+		apierror.Write(w, err)
+		return "policy"
+	}
+	r = r.WithContext(identity.NewContext(r.Context(), id))
+
+	switch path {
+	case "/-/whoami":
+		writeWhoami(w, id, acc.policy)
+		return "whoami"
+	case "/-/reload":
+		s.reload(w, r, acc)
+		return "reload"
+	}
+
+	if acc.policy.AllowAll {
+		// Unrestricted identities reach the upstream as they asked.
+		out := r.Clone(r.Context())
+		out.URL.Path = path
+		out.URL.RawPath = ""
+		st.Prometheus.ServeHTTP(w, out)
+		return "passthrough"
+	}
+	st.PromAPI.Handle(w, r, path, acc.enforcer)
+	return routeName(path)
+}
+
+func (s *Server) reload(w http.ResponseWriter, r *http.Request, acc *access) {
+	if r.Method != http.MethodPost && r.Method != http.MethodPut {
+		w.Header().Set("Allow", "POST, PUT")
+		apierror.Write(w, apierror.New(apierror.MethodNotAllowed, "reload needs POST or PUT"))
+		return
+	}
+	if !acc.policy.AllowAll && !fromLoopback(r) {
+		apierror.Write(w, apierror.New(apierror.Forbidden, "reload is for unrestricted users or from localhost"))
+		return
+	}
+	if s.opts.Reload == nil {
+		apierror.Write(w, apierror.New(apierror.Forbidden, "reload is not enabled"))
+		return
+	}
+	if err := s.opts.Reload(); err != nil {
+		apierror.Write(w, apierror.New(apierror.Internal, "reload failed: %v", err))
+		return
+	}
+	writeText(w, "")
+}
+
+func fromLoopback(r *http.Request) bool {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return false
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Unmap().IsLoopback()
+}
+
+func writeText(w http.ResponseWriter, s string) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write([]byte(s))
+}
+
+func writeWhoami(w http.ResponseWriter, id identity.Identity, p *policy.Policy) {
+	sels := make([]string, len(p.Selectors))
+	for i, s := range p.Selectors {
+		sels[i] = s.String()
+	}
+	body, _ := json.Marshal(map[string]any{
+		"status": "success",
+		"data": map[string]any{
+			"user":      id.User,
+			"groups":    id.Groups,
+			"method":    id.Method,
+			"allow_all": p.AllowAll,
+			"selectors": sels,
+			"policies":  p.Rules,
+		},
+	})
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(body)
+}
+
+// recorder notes the status for metrics. Unwrap lets the reverse proxy
+// reach the underlying writer's Flush.
+type recorder struct {
+	http.ResponseWriter
+	code        int
+	wroteHeader bool
+}
+
+func (r *recorder) WriteHeader(code int) {
+	if !r.wroteHeader {
+		r.code, r.wroteHeader = code, true
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }

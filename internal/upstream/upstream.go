@@ -1,0 +1,190 @@
+// Package upstream forwards enforced requests to one server (Prometheus,
+// Alertmanager) over a single, long-lived transport, streaming responses.
+package upstream
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"sync"
+	"text/template"
+	"time"
+
+	"github.com/promgate/promgate/internal/apierror"
+	"github.com/promgate/promgate/internal/identity"
+)
+
+// Options configure an Upstream.
+type Options struct {
+	// URL is the server's base URL; request paths are appended to its path.
+	URL *url.URL
+	// Timeout bounds a whole call, response body included.
+	Timeout time.Duration
+	// Headers are set on every request; values are templates over the
+	// identity ({{ .User }}), for per-tenant headers such as X-Scope-OrgID.
+	Headers map[string]string
+	// StripHeaders carry the client's identity (Authorization, the trusted
+	// header); they must not reach the upstream.
+	StripHeaders []string
+	// MaxIdleConns sizes the keep-alive pool (default 256).
+	MaxIdleConns int
+}
+
+// Upstream is one server behind promgate.
+type Upstream struct {
+	base      *url.URL
+	timeout   time.Duration
+	headers   map[string]*template.Template
+	strip     []string
+	transport *http.Transport
+	proxy     *httputil.ReverseProxy
+	logger    *slog.Logger
+}
+
+// New returns an Upstream. Header templates were validated with the
+// configuration; one that fails to parse here is an error.
+func New(o Options, logger *slog.Logger) (*Upstream, error) {
+	if o.MaxIdleConns <= 0 {
+		o.MaxIdleConns = 256
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 2 * time.Minute
+	}
+	u := &Upstream{
+		base:    o.URL,
+		timeout: o.Timeout,
+		headers: map[string]*template.Template{},
+		logger:  logger,
+		transport: &http.Transport{
+			Proxy:       nil, // never route tenant traffic through an environment proxy
+			DialContext: (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			// The client's Accept-Encoding is passed through; letting the
+			// transport ask for gzip on its own would make it decompress
+			// every answer it streams (the round trip SPEC section 9 warns of).
+			DisableCompression:    true,
+			MaxIdleConns:          o.MaxIdleConns,
+			MaxIdleConnsPerHost:   o.MaxIdleConns,
+			IdleConnTimeout:       90 * time.Second,
+			TLSHandshakeTimeout:   10 * time.Second,
+			ExpectContinueTimeout: time.Second,
+		},
+	}
+	for _, h := range o.StripHeaders {
+		u.strip = append(u.strip, http.CanonicalHeaderKey(h))
+	}
+	for name, v := range o.Headers {
+		t, err := template.New(name).Option("missingkey=error").Parse(v)
+		if err != nil {
+			return nil, err
+		}
+		u.headers[http.CanonicalHeaderKey(name)] = t
+		// A tenancy header sent by the client must never reach the upstream.
+		u.strip = append(u.strip, http.CanonicalHeaderKey(name))
+	}
+	u.proxy = &httputil.ReverseProxy{
+		Rewrite:      u.rewrite,
+		Transport:    u.transport,
+		BufferPool:   bufferPool{},
+		ErrorHandler: u.errorHandler,
+	}
+	return u, nil
+}
+
+// ServeHTTP forwards r, whose URL path and query are already the ones the
+// upstream must see, and streams the answer back.
+func (u *Upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), u.timeout)
+	defer cancel()
+	u.proxy.ServeHTTP(w, r.WithContext(ctx))
+}
+
+// Do sends r upstream and returns the response, for callers that must read
+// the answer (to merge or filter it). The caller closes the body; the
+// context of r should carry a deadline (see WithTimeout).
+func (u *Upstream) Do(r *http.Request) (*http.Response, error) {
+	out := r.Clone(r.Context())
+	out.RequestURI = ""
+	u.prepare(out, r)
+	resp, err := u.transport.RoundTrip(out)
+	if err != nil {
+		return nil, classify(r.Context(), err)
+	}
+	return resp, nil
+}
+
+// WithTimeout returns a context bounded by the upstream's timeout.
+func (u *Upstream) WithTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, u.timeout)
+}
+
+func (u *Upstream) rewrite(pr *httputil.ProxyRequest) {
+	u.prepare(pr.Out, pr.In)
+	pr.SetXForwarded()
+}
+
+// prepare points out at the upstream and sets its headers. in is the
+// request as promgate received it (for the identity in its context).
+func (u *Upstream) prepare(out, in *http.Request) {
+	path, rawQuery := out.URL.Path, out.URL.RawQuery
+	out.URL = &url.URL{
+		Scheme:   u.base.Scheme,
+		Host:     u.base.Host,
+		User:     u.base.User,
+		Path:     strings.TrimSuffix(u.base.Path, "/") + path,
+		RawQuery: rawQuery,
+	}
+	out.Host = u.base.Host
+	for _, h := range u.strip {
+		out.Header.Del(h)
+	}
+	out.Header.Del("Cookie")
+	if len(u.headers) > 0 {
+		id, _ := identity.FromContext(in.Context())
+		var buf bytes.Buffer
+		for name, t := range u.headers {
+			buf.Reset()
+			if err := t.Execute(&buf, struct{ User string }{id.User}); err != nil {
+				u.logger.Error("upstream header template failed", "header", name, "err", err)
+				continue
+			}
+			out.Header.Set(name, buf.String())
+		}
+	}
+}
+
+func (u *Upstream) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
+	e := classify(r.Context(), err)
+	if e.Type != apierror.Canceled {
+		u.logger.Warn("upstream request failed", "path", r.URL.Path, "err", err)
+	}
+	apierror.Write(w, e)
+}
+
+// classify maps a transport error to its status: 504 when the upstream took
+// too long, 499 when the client went away, 502 otherwise.
+func classify(ctx context.Context, err error) *apierror.Error {
+	var ne net.Error
+	switch {
+	case errors.Is(ctx.Err(), context.DeadlineExceeded), errors.Is(err, context.DeadlineExceeded),
+		errors.As(err, &ne) && ne.Timeout():
+		return apierror.New(apierror.Timeout, "upstream timed out")
+	case errors.Is(ctx.Err(), context.Canceled):
+		return apierror.New(apierror.Canceled, "client closed the request")
+	}
+	// The cause (an address, a refused dial) is logged, not shown to tenants.
+	return apierror.New(apierror.Upstream, "upstream unavailable")
+}
+
+// bufferPool recycles the copy buffers of streamed responses.
+type bufferPool struct{}
+
+var buffers = sync.Pool{New: func() any { b := make([]byte, 32*1024); return &b }}
+
+func (bufferPool) Get() []byte  { return *(buffers.Get().(*[]byte)) }
+func (bufferPool) Put(b []byte) { buffers.Put(&b) }
