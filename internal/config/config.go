@@ -3,6 +3,7 @@ package config
 
 import (
 	"net/netip"
+	"text/template"
 	"time"
 
 	"github.com/promgate/promgate/internal/policy"
@@ -34,6 +35,10 @@ type Upstream struct {
 	Headers map[string]string `yaml:"headers"`
 	// Timeout bounds a whole upstream call (default 2m).
 	Timeout time.Duration `yaml:"timeout"`
+
+	// headerTemplates are the templated Headers, parsed by Parse so that
+	// RenderHeaders does not parse them on every request.
+	headerTemplates map[string]*template.Template `yaml:"-"`
 }
 
 // Authentication lists how callers prove who they are.

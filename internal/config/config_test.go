@@ -86,7 +86,8 @@ var badFixtures = map[string]struct {
 		`Tenant`,
 		`line 6: upstreams.prometheus.headers: header "THANOS-TENANT": invalid template`,
 		`line 7: upstreams.prometheus.headers: invalid header name "Bad Header"`,
-	}, notWant: []string{"X-Ok"}},
+		`line 9: upstreams.prometheus.headers: header "x-ok" is the same header as "X-Ok"`,
+	}, notWant: []string{"line 8:"}},
 	"allow-all-with-selectors.bad.yml": {want: []string{
 		`line 11: policy "both": allow_all: true and selectors are mutually exclusive`,
 		`line 12: policy "neither": one of allow_all: true or a non-empty selectors list is required`,
@@ -106,6 +107,12 @@ var badFixtures = map[string]struct {
 	}},
 	"two-documents.bad.yml": {want: []string{
 		`line 4: the file must hold a single YAML document`,
+	}},
+	"anchors.bad.yml": {want: []string{
+		`line 6: upstreams.alertmanager.timeout must be positive, got -1s`,
+		`line 14: policy "team-a": invalid selector "{team=a}"`,
+		`line 15: policy "team-a": duplicate policy name (first defined at line 11)`,
+		`line 16: policy "team-a": subject "user:nobody": user "nobody" is not in basic_auth_users`,
 	}},
 	"empty.bad.yml": {want: []string{
 		`line 1: upstreams.prometheus is required`,
@@ -206,6 +213,9 @@ var goodFixtures = map[string]func(t *testing.T, c *Config){
 		if p.URL != "http://127.0.0.1:9090" || p.Timeout != DefaultUpstreamTimeout {
 			t.Errorf("prometheus upstream = %+v", p)
 		}
+		if p.headerTemplates["X-Scope-OrgID"] == nil {
+			t.Error("header template not compiled by Parse")
+		}
 		h, err := p.RenderHeaders("alice")
 		if err != nil || h.Get("X-Scope-OrgID") != "alice" {
 			t.Errorf("RenderHeaders(alice) = %v, %v", h, err)
@@ -270,6 +280,22 @@ var goodFixtures = map[string]func(t *testing.T, c *Config){
 		}
 		if !c.Rules[0].Selectors[0].Templated() {
 			t.Errorf("own-namespace selector not templated")
+		}
+	},
+	"anchors.good.yml": func(t *testing.T, c *Config) {
+		am := c.Upstreams.Alertmanager
+		if am.URL != "http://127.0.0.1:9093" || am.Timeout != time.Minute {
+			t.Errorf("alertmanager = %+v, want merged timeout and own URL", am)
+		}
+		if !reflect.DeepEqual(c.Groups, map[string][]string{"team-a": {"alice"}, "team-b": {"alice"}}) {
+			t.Errorf("groups = %v", c.Groups)
+		}
+		want := []ruleView{
+			{Name: "team-a", Subjects: []policy.Subject{group("team-a")}, Selectors: []string{`{team="a"}`}},
+			{Name: "team-b", Subjects: []policy.Subject{group("team-b")}, Selectors: []string{`{team="a"}`}},
+		}
+		if got := viewRules(c.Rules); !reflect.DeepEqual(got, want) {
+			t.Errorf("rules:\n got %+v\nwant %+v", got, want)
 		}
 	},
 	"header-only.good.yml": func(t *testing.T, c *Config) {

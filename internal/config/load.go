@@ -38,7 +38,7 @@ func LoadFile(path string) (*Config, error) {
 
 // Parse decodes and validates a configuration.
 //
-// It works in two passes, as Prometheus' loader does. The first decodes the
+// It works in two passes, like Prometheus' loader. The first decodes the
 // YAML strictly: syntax errors, unknown fields, duplicate keys and values of
 // the wrong type are all reported together, and nothing else is checked,
 // since a document that did not decode cleanly would only produce confusing
@@ -154,6 +154,7 @@ func (v *validator) upstream(where string, u *Upstream, key, n *yaml.Node) {
 	}
 
 	headers := field(n, "headers")
+	seen := map[string]string{} // canonical name -> name as written
 	for _, p := range pairs(headers) {
 		name := p.key.Value
 		line := lineOf(p.key, headers)
@@ -161,8 +162,22 @@ func (v *validator) upstream(where string, u *Upstream, key, n *yaml.Node) {
 			v.errorf(line, "%s.headers: invalid header name %q", where, name)
 			continue
 		}
-		if err := checkHeaderValue(u.Headers[name]); err != nil {
+		canonical := http.CanonicalHeaderKey(name)
+		if first, dup := seen[canonical]; dup {
+			v.errorf(line, "%s.headers: header %q is the same header as %q", where, name, first)
+			continue
+		}
+		seen[canonical] = name
+		t, err := checkHeaderValue(u.Headers[name])
+		if err != nil {
 			v.errorf(line, "%s.headers: header %q: %v", where, name, err)
+			continue
+		}
+		if t != nil {
+			if u.headerTemplates == nil {
+				u.headerTemplates = map[string]*template.Template{}
+			}
+			u.headerTemplates[name] = t
 		}
 	}
 }
@@ -200,25 +215,27 @@ type headerData struct {
 // that references to unknown fields fail here rather than on a request.
 const sampleUser = "sample-user"
 
-func checkHeaderValue(value string) error {
+// checkHeaderValue validates an upstream header value and returns its
+// template, or nil for a literal value.
+func checkHeaderValue(value string) (*template.Template, error) {
 	if !strings.Contains(value, "{{") {
 		if !validHeaderValue(value) {
-			return errors.New("value contains control characters")
+			return nil, errors.New("value contains control characters")
 		}
-		return nil
+		return nil, nil
 	}
 	t, err := parseHeaderTemplate(value)
 	if err != nil {
-		return fmt.Errorf("invalid template: %v", err)
+		return nil, fmt.Errorf("invalid template: %v", err)
 	}
 	var buf bytes.Buffer
 	if err := t.Execute(&buf, headerData{User: sampleUser}); err != nil {
-		return fmt.Errorf("invalid template: %v", err)
+		return nil, fmt.Errorf("invalid template: %v", err)
 	}
 	if !validHeaderValue(buf.String()) {
-		return errors.New("template produces control characters")
+		return nil, errors.New("template produces control characters")
 	}
-	return nil
+	return t, nil
 }
 
 func parseHeaderTemplate(value string) (*template.Template, error) {
@@ -226,15 +243,20 @@ func parseHeaderTemplate(value string) (*template.Template, error) {
 }
 
 // RenderHeaders returns the upstream's headers for user, with templates
-// such as {{ .User }} executed. The result is fresh on every call.
+// such as {{ .User }} executed. The result is fresh on every call. It is
+// safe for concurrent use.
 func (u *Upstream) RenderHeaders(user string) (http.Header, error) {
 	h := make(http.Header, len(u.Headers))
 	var buf bytes.Buffer
 	for name, value := range u.Headers {
 		if strings.Contains(value, "{{") {
-			t, err := parseHeaderTemplate(value)
-			if err != nil {
-				return nil, fmt.Errorf("header %q: %w", name, err)
+			t := u.headerTemplates[name]
+			if t == nil {
+				// An Upstream built in code rather than by Parse.
+				var err error
+				if t, err = parseHeaderTemplate(value); err != nil {
+					return nil, fmt.Errorf("header %q: %w", name, err)
+				}
 			}
 			buf.Reset()
 			if err := t.Execute(&buf, headerData{User: user}); err != nil {
@@ -363,12 +385,13 @@ func (v *validator) policies(cfg *Config, n *yaml.Node) {
 			name = fmt.Sprintf("#%d", i+1)
 			ok = false
 		default:
-			nameLine := lineOf(field(pn, "name"), pn)
+			// The policy's own line, not the name's: with a merge key
+			// (<<: *other) the name node belongs to another policy.
 			if first, dup := seen[name]; dup {
-				v.errorf(nameLine, "policy %q: duplicate policy name (first defined at line %d)", name, first)
+				v.errorf(line, "policy %q: duplicate policy name (first defined at line %d)", name, first)
 				ok = false
 			} else {
-				seen[name] = nameLine
+				seen[name] = line
 			}
 		}
 
