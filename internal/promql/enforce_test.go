@@ -173,3 +173,13 @@ func TestQueryTooLarge(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestHoltWintersParses(t *testing.T) {
+	got, err := mustEnforcer(t, `{team="a"}`).Query(`holt_winters(x[10m], 0.5, 0.5)`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := `holt_winters({__name__="x",team="a"}[10m], 0.5, 0.5)`; got[0] != want {
+		t.Errorf("got %s, want %s", got[0], want)
+	}
+}
