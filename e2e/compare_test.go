@@ -1,0 +1,291 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// answerKind says how the data of a successful answer is compared.
+type answerKind int
+
+const (
+	kindQuery  answerKind = iota // /api/v1/query, /api/v1/query_range
+	kindSeries                   // /api/v1/series: a set of label sets
+	kindNames                    // /api/v1/labels, /api/v1/label/NAME/values: a set of strings
+)
+
+// envelope is Prometheus' JSON answer.
+type envelope struct {
+	Status    string          `json:"status"`
+	Data      json.RawMessage `json:"data"`
+	ErrorType string          `json:"errorType"`
+	Error     string          `json:"error"`
+}
+
+// compareAnswers returns "" when the gateway's answer equals the oracle's,
+// or a description of the first difference. Statuses must be equal; errors
+// are equal when their errorType is (messages may legitimately differ);
+// successful data is compared order-insensitively with float tolerance.
+func compareAnswers(kind answerKind, oracle, gateway response) string {
+	if oracle.err != nil {
+		return "oracle request failed: " + oracle.err.Error()
+	}
+	if gateway.err != nil {
+		return "gateway request failed: " + gateway.err.Error()
+	}
+	if oracle.code != gateway.code {
+		return fmt.Sprintf("HTTP status: oracle %d, gateway %d", oracle.code, gateway.code)
+	}
+	var o, g envelope
+	if err := json.Unmarshal(oracle.body, &o); err != nil {
+		return "oracle answer is not JSON: " + err.Error()
+	}
+	if err := json.Unmarshal(gateway.body, &g); err != nil {
+		return "gateway answer is not JSON: " + err.Error()
+	}
+	if o.Status != g.Status {
+		return fmt.Sprintf("status: oracle %q, gateway %q", o.Status, g.Status)
+	}
+	if o.Status != "success" {
+		if o.ErrorType != g.ErrorType {
+			return fmt.Sprintf("errorType: oracle %q, gateway %q", o.ErrorType, g.ErrorType)
+		}
+		return ""
+	}
+	switch kind {
+	case kindQuery:
+		return compareQueryData(o.Data, g.Data)
+	case kindSeries:
+		return compareSeriesData(o.Data, g.Data)
+	default:
+		return compareNamesData(o.Data, g.Data)
+	}
+}
+
+// queryData is the data of a query answer; Result depends on ResultType.
+type queryData struct {
+	ResultType string          `json:"resultType"`
+	Result     json.RawMessage `json:"result"`
+}
+
+// point is one [timestamp, "value"] pair of a query answer.
+type point struct {
+	T float64
+	V string
+}
+
+func (p *point) UnmarshalJSON(b []byte) error {
+	var raw [2]json.RawMessage
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return err
+	}
+	if err := json.Unmarshal(raw[0], &p.T); err != nil {
+		return err
+	}
+	return json.Unmarshal(raw[1], &p.V)
+}
+
+// normSeries is a vector element or matrix row, keyed by its label set.
+type normSeries struct {
+	key    string
+	points []point
+}
+
+func compareQueryData(oRaw, gRaw json.RawMessage) string {
+	var o, g queryData
+	if err := json.Unmarshal(oRaw, &o); err != nil {
+		return "oracle data: " + err.Error()
+	}
+	if err := json.Unmarshal(gRaw, &g); err != nil {
+		return "gateway data: " + err.Error()
+	}
+	if o.ResultType != g.ResultType {
+		return fmt.Sprintf("resultType: oracle %q, gateway %q", o.ResultType, g.ResultType)
+	}
+	oSeries, err := normalizeResult(o.ResultType, o.Result)
+	if err != nil {
+		return "oracle result: " + err.Error()
+	}
+	gSeries, err := normalizeResult(g.ResultType, g.Result)
+	if err != nil {
+		return "gateway result: " + err.Error()
+	}
+	exactValues := o.ResultType == "string"
+	if len(oSeries) != len(gSeries) {
+		return fmt.Sprintf("number of series: oracle %d, gateway %d%s",
+			len(oSeries), len(gSeries), firstMissing(oSeries, gSeries))
+	}
+	for i := range oSeries {
+		key := oSeries[i].key
+		if key != gSeries[i].key {
+			return fmt.Sprintf("series differ: oracle has %s, gateway has %s", key, gSeries[i].key)
+		}
+		op, gp := oSeries[i].points, gSeries[i].points
+		if len(op) != len(gp) {
+			return fmt.Sprintf("series %s: oracle %d points, gateway %d", key, len(op), len(gp))
+		}
+		for j := range op {
+			if op[j].T != gp[j].T {
+				return fmt.Sprintf("series %s point %d: oracle time %v, gateway %v", key, j, op[j].T, gp[j].T)
+			}
+			equal := sameValue(op[j].V, gp[j].V)
+			if exactValues {
+				equal = op[j].V == gp[j].V
+			}
+			if !equal {
+				return fmt.Sprintf("series %s at %v: oracle %s, gateway %s", key, op[j].T, op[j].V, gp[j].V)
+			}
+		}
+	}
+	return ""
+}
+
+// firstMissing names one series that only one side has.
+func firstMissing(o, g []normSeries) string {
+	in := func(list []normSeries, key string) bool {
+		i := sort.Search(len(list), func(i int) bool { return list[i].key >= key })
+		return i < len(list) && list[i].key == key
+	}
+	for _, s := range o {
+		if !in(g, s.key) {
+			return "; only oracle has " + s.key
+		}
+	}
+	for _, s := range g {
+		if !in(o, s.key) {
+			return "; only gateway has " + s.key
+		}
+	}
+	return ""
+}
+
+// normalizeResult turns any result type into series sorted by label set;
+// scalars and strings become one series with an empty key.
+func normalizeResult(resultType string, raw json.RawMessage) ([]normSeries, error) {
+	var out []normSeries
+	switch resultType {
+	case "vector":
+		var v []struct {
+			Metric map[string]string `json:"metric"`
+			Value  point             `json:"value"`
+		}
+		if err := json.Unmarshal(raw, &v); err != nil {
+			return nil, err
+		}
+		for _, s := range v {
+			out = append(out, normSeries{key: labelsKey(s.Metric), points: []point{s.Value}})
+		}
+	case "matrix":
+		var m []struct {
+			Metric map[string]string `json:"metric"`
+			Values []point           `json:"values"`
+		}
+		if err := json.Unmarshal(raw, &m); err != nil {
+			return nil, err
+		}
+		for _, s := range m {
+			out = append(out, normSeries{key: labelsKey(s.Metric), points: s.Values})
+		}
+	case "scalar", "string":
+		var p point
+		if err := json.Unmarshal(raw, &p); err != nil {
+			return nil, err
+		}
+		out = append(out, normSeries{points: []point{p}})
+	default:
+		return nil, fmt.Errorf("unknown resultType %q", resultType)
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].key < out[j].key })
+	return out, nil
+}
+
+// sameValue compares two sample values as Prometheus renders them: NaN
+// equals NaN, infinities must have the same sign, and finite values may
+// differ by a relative 1e-9. The relative tolerance absorbs the rounding of
+// aggregations (avg, stddev, …) whose result depends on the order in which
+// series are visited, which differs between a shared and an oracle TSDB; the
+// absolute floor of 1e-12 does the same for results that should be 0.
+func sameValue(a, b string) bool {
+	if a == b {
+		return true
+	}
+	x, err1 := strconv.ParseFloat(a, 64)
+	y, err2 := strconv.ParseFloat(b, 64)
+	if err1 != nil || err2 != nil {
+		return false
+	}
+	switch {
+	case math.IsNaN(x) || math.IsNaN(y):
+		return math.IsNaN(x) && math.IsNaN(y)
+	case math.IsInf(x, 0) || math.IsInf(y, 0):
+		return x == y
+	}
+	diff := math.Abs(x - y)
+	return diff <= 1e-12 || diff <= 1e-9*math.Max(math.Abs(x), math.Abs(y))
+}
+
+func compareSeriesData(oRaw, gRaw json.RawMessage) string {
+	var o, g []map[string]string
+	if err := json.Unmarshal(oRaw, &o); err != nil {
+		return "oracle data: " + err.Error()
+	}
+	if err := json.Unmarshal(gRaw, &g); err != nil {
+		return "gateway data: " + err.Error()
+	}
+	keys := func(list []map[string]string) []string {
+		out := make([]string, len(list))
+		for i, m := range list {
+			out[i] = labelsKey(m)
+		}
+		sort.Strings(out)
+		return out
+	}
+	return compareStringSets("series", keys(o), keys(g))
+}
+
+func compareNamesData(oRaw, gRaw json.RawMessage) string {
+	var o, g []string
+	if err := json.Unmarshal(oRaw, &o); err != nil {
+		return "oracle data: " + err.Error()
+	}
+	if err := json.Unmarshal(gRaw, &g); err != nil {
+		return "gateway data: " + err.Error()
+	}
+	sort.Strings(o)
+	sort.Strings(g)
+	return compareStringSets("names", o, g)
+}
+
+// compareStringSets compares sorted lists and names the first extra or
+// missing element.
+func compareStringSets(what string, o, g []string) string {
+	if slices.Equal(o, g) {
+		return ""
+	}
+	var onlyO, onlyG []string
+	for _, s := range o {
+		if _, ok := slices.BinarySearch(g, s); !ok {
+			onlyO = append(onlyO, s)
+		}
+	}
+	for _, s := range g {
+		if _, ok := slices.BinarySearch(o, s); !ok {
+			onlyG = append(onlyG, s)
+		}
+	}
+	return fmt.Sprintf("%s: oracle %d, gateway %d; only oracle: %s; only gateway: %s",
+		what, len(o), len(g), truncate(strings.Join(onlyO, " "), 300), truncate(strings.Join(onlyG, " "), 300))
+}
+
+// truncate shortens s to about n bytes for failure messages.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + fmt.Sprintf("…(%d bytes)", len(s))
+}
