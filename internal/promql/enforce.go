@@ -15,6 +15,10 @@
 //     lifted around the function that consumes them: rate(V[5m]) becomes
 //     (rate(V{S1}[5m]) or rate(V{S2}[5m])). Every PromQL function taking a
 //     range vector works series by series, except absent_over_time.
+//     When V does not fix the name, the function may drop it, and two
+//     series from different selectors may become one label set: the terms
+//     are then made disjoint and the union built so that Prometheus raises
+//     the same duplicate-labelset error the original query would (see lift).
 //   - absent and absent_over_time answer "none of the allowed series exist":
 //     the AND of the per-selector answers, with the labels the original
 //     selector would have produced (not the policy's).
@@ -32,6 +36,7 @@ package promql
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/prometheus/prometheus/model/labels"
@@ -41,6 +46,9 @@ import (
 // ErrUnsupported is returned for syntax the rewriter does not know; such
 // queries are refused rather than forwarded unenforced.
 var ErrUnsupported = errors.New("unsupported PromQL expression")
+
+// termLabel marks the branches of a disjoint union; see lift.
+const termLabel = "__promgate_term__"
 
 // nameLabel is the temporary label that carries __name__ through `or`.
 // Labels beginning with "__" are reserved by Prometheus and never ingested
@@ -221,12 +229,9 @@ func (e *Enforcer) rewriteCall(n *parser.Call) (parser.Expr, error) {
 		// selector bare by lifting the union around the call.
 		if len(n.Args) == 1 {
 			if vs, ok := unparen(n.Args[0]).(*parser.VectorSelector); ok {
-				terms := e.terms(vs)
-				exprs := make([]parser.Expr, len(terms))
-				for i, t := range terms {
-					exprs[i] = &parser.Call{Func: n.Func, Args: parser.Expressions{t}, PosRange: n.PosRange}
-				}
-				return union(exprs, fixesName(vs)), nil
+				return e.lift(vs, func(t *parser.VectorSelector) parser.Expr {
+					return &parser.Call{Func: n.Func, Args: parser.Expressions{t}, PosRange: n.PosRange}
+				}), nil
 			}
 		}
 	}
@@ -255,16 +260,106 @@ func (e *Enforcer) rewriteCall(n *parser.Call) (parser.Expr, error) {
 	// Lift the union around the call: the function works series by series,
 	// so f(V[r]) over the union equals the union of f(V{Si}[r]).
 	ms := unparen(n.Args[matrixArg]).(*parser.MatrixSelector)
-	vs := ms.VectorSelector.(*parser.VectorSelector)
-	terms := e.terms(vs)
-	exprs := make([]parser.Expr, len(terms))
-	for i, t := range terms {
+	return e.lift(ms.VectorSelector.(*parser.VectorSelector), func(t *parser.VectorSelector) parser.Expr {
 		a := make(parser.Expressions, len(args))
 		copy(a, args)
 		a[matrixArg] = withRange(ms, t)
-		exprs[i] = &parser.Call{Func: n.Func, Args: a, PosRange: n.PosRange}
+		return &parser.Call{Func: n.Func, Args: a, PosRange: n.PosRange}
+	}), nil
+}
+
+// lift returns the union of call(V{S}) over the policy's selectors S, for a
+// function that works series by series.
+//
+// When V fixes the metric name, distinct input series give distinct outputs
+// and one series matching several selectors gives the same output from each,
+// so a plain `or` is exact. Otherwise the function may drop the name, and
+// foo_a{x} and foo_b{x} from different selectors both become {x}: on a
+// Prometheus holding only allowed series that is the error "vector cannot
+// contain metrics with the same labelset", and `or` would silently keep one.
+// So the terms are made disjoint (each series in exactly one), each branch
+// is marked with a temporary label, and removing the marker after the union
+// makes Prometheus raise that same error exactly when the original would.
+func (e *Enforcer) lift(vs *parser.VectorSelector, call func(*parser.VectorSelector) parser.Expr) parser.Expr {
+	if fixesName(vs) {
+		terms := e.terms(vs)
+		exprs := make([]parser.Expr, len(terms))
+		for i, t := range terms {
+			exprs[i] = call(t)
+		}
+		return union(exprs, true)
 	}
-	return union(exprs, fixesName(vs)), nil
+	terms := e.disjointTerms(vs)
+	if len(terms) == 1 {
+		return call(terms[0])
+	}
+	var acc parser.Expr
+	for i, t := range terms {
+		x := labelReplace(call(t), termLabel, strconv.Itoa(i), "", "")
+		if acc == nil {
+			acc = x
+			continue
+		}
+		acc = &parser.BinaryExpr{
+			Op: parser.LOR, LHS: acc, RHS: x,
+			VectorMatching: &parser.VectorMatching{Card: parser.CardManyToMany},
+		}
+	}
+	return labelReplace(acc, termLabel, "", "", "")
+}
+
+// disjointTerms returns selectors that together select what the terms of V
+// select, each series by exactly one: V{S1}, V{S2, not S1}, ... where
+// "not S" for S = m1, m2, ... expands to the disjoint alternatives
+// !m1 | m1,!m2 | m1,m2,!m3 ...
+func (e *Enforcer) disjointTerms(vs *parser.VectorSelector) []*parser.VectorSelector {
+	var out []*parser.VectorSelector
+	for i, sel := range e.selectors {
+		cur := [][]*labels.Matcher{merge(vs.LabelMatchers, sel)}
+		for _, prev := range e.selectors[:i] {
+			var next [][]*labels.Matcher
+			for _, ms := range cur {
+				prefix := ms
+				for _, m := range prev {
+					if alt := merge(prefix, []*labels.Matcher{negate(m)}); !Contradicts(alt) {
+						next = append(next, alt)
+					}
+					if prefix = merge(prefix, []*labels.Matcher{m}); Contradicts(prefix) {
+						break
+					}
+				}
+			}
+			cur = next
+		}
+		for _, ms := range cur {
+			if !Contradicts(ms) {
+				t := *vs
+				t.Name = ""
+				t.LabelMatchers = ms
+				out = append(out, &t)
+			}
+		}
+	}
+	if len(out) == 0 {
+		return e.terms(vs)[:1] // nothing can match: an empty answer
+	}
+	return out
+}
+
+// negate returns the matcher selecting exactly the series m rejects (an
+// absent label counts as the empty value, for both).
+func negate(m *labels.Matcher) *labels.Matcher {
+	var t labels.MatchType
+	for _, t = range []labels.MatchType{labels.MatchEqual, labels.MatchNotEqual, labels.MatchRegexp, labels.MatchNotRegexp} {
+		if inverse(m.Type, t) {
+			break
+		}
+	}
+	n, err := labels.NewMatcher(t, m.Name, m.Value)
+	if err != nil {
+		panic(err) // the value compiled for m; it compiles for its inverse
+	}
+	return n
 }
 
 // rewriteAbsent handles absent(V) and absent_over_time(V[r]) for a bare
@@ -357,6 +452,13 @@ outer:
 // same label rejects. Other impossible combinations (two disjoint regexes)
 // are not detected; they are harmless, they only select nothing.
 func Contradicts(ms []*labels.Matcher) bool {
+	for i, a := range ms {
+		for _, b := range ms[i+1:] {
+			if a.Name == b.Name && a.Value == b.Value && inverse(a.Type, b.Type) {
+				return true
+			}
+		}
+	}
 	eq := make(map[string]string, len(ms))
 	for _, m := range ms {
 		if m.Type != labels.MatchEqual {
@@ -371,6 +473,20 @@ func Contradicts(ms []*labels.Matcher) bool {
 		if v, ok := eq[m.Name]; ok && !m.Matches(v) {
 			return true
 		}
+	}
+	return false
+}
+
+func inverse(a, b labels.MatchType) bool {
+	switch a {
+	case labels.MatchEqual:
+		return b == labels.MatchNotEqual
+	case labels.MatchNotEqual:
+		return b == labels.MatchEqual
+	case labels.MatchRegexp:
+		return b == labels.MatchNotRegexp
+	case labels.MatchNotRegexp:
+		return b == labels.MatchRegexp
 	}
 	return false
 }

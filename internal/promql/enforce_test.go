@@ -86,6 +86,8 @@ func TestQuerySeveralSelectors(t *testing.T) {
 			`label_replace(absent({__name__="node_x",job="j",team="a"}) and on () absent({__name__="node_x",__name__=~"node_.*",job="j",shared="true"}), "team", "", "", "")`}},
 		{"timestamp lifted", `timestamp(node_x)`, []string{
 			`(timestamp({__name__="node_x",team="a"}) or timestamp({__name__="node_x",__name__=~"node_.*",shared="true"}))`}},
+		{"name regex under a range function: disjoint terms, marked union", `rate({__name__=~"node_.*"}[5m])`, []string{
+			`label_replace(label_replace(rate({__name__=~"node_.*",team="a"}[5m]), "__promgate_term__", "0", "", "") or label_replace(rate({__name__=~"node_.*",shared="true",team!="a"}[5m]), "__promgate_term__", "1", "", ""), "__promgate_term__", "", "", "")`}},
 		{"top-level range selector: one query per selector", `node_x[5m]`, []string{
 			`{__name__="node_x",team="a"}[5m]`, `{__name__="node_x",__name__=~"node_.*",shared="true"}[5m]`}},
 		{"all terms contradict: empty, not wider", `up{team="b"}`, []string{`{__name__="up",team="a",team="b"}`}},

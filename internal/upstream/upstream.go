@@ -101,6 +101,10 @@ func New(o Options, logger *slog.Logger) (*Upstream, error) {
 func (u *Upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), u.timeout)
 	defer cancel()
+	// Go's HTTP/1 server closes the request body once the response starts;
+	// a body still being streamed upstream (unrestricted POSTs) would be
+	// cut and the upstream connection torn down mid-answer (golang/go#40747).
+	_ = http.NewResponseController(w).EnableFullDuplex()
 	u.proxy.ServeHTTP(w, r.WithContext(ctx))
 }
 
