@@ -60,7 +60,7 @@ const nameLabel = "__promgate_name__"
 var ErrTooLarge = errors.New("query too large once the policy is applied")
 
 // maxExpandedNodes bounds the size of a rewritten query.
-const maxExpandedNodes = 50000
+const maxExpandedNodes = 20000
 
 // expandedSize counts the nodes of x as printed, sharing counts of repeated
 // subtrees through memo.
