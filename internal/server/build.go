@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"net/url"
 
+	"github.com/promgate/promgate/internal/alertmanager"
 	"github.com/promgate/promgate/internal/auth"
 	"github.com/promgate/promgate/internal/config"
 	"github.com/promgate/promgate/internal/policy"
@@ -44,13 +45,31 @@ func Build(cfg *config.Config, o BuildOptions, logger *slog.Logger) (*State, err
 	if err != nil {
 		return nil, err
 	}
-	groups := cfg.Groups
-	return &State{
+	st := &State{
 		Auth:       a,
-		Policies:   policy.NewSet(cfg.Rules, groups),
+		Policies:   policy.NewSet(cfg.Rules, cfg.Groups),
 		Prometheus: prom,
 		PromAPI:    promapi.New(prom, o.MaxBodyBytes),
-	}, nil
+	}
+	if amu := cfg.Upstreams.Alertmanager; amu != nil {
+		u, err := url.Parse(amu.URL)
+		if err != nil {
+			return nil, fmt.Errorf("alertmanager upstream: %w", err)
+		}
+		am, err := upstream.New(upstream.Options{
+			URL:          u,
+			Timeout:      amu.Timeout,
+			Headers:      amu.Headers,
+			StripHeaders: a.IdentityHeaders(),
+			MaxIdleConns: o.MaxIdleConns,
+		}, logger.With("upstream", "alertmanager"))
+		if err != nil {
+			return nil, err
+		}
+		st.Alertmanager = am
+		st.AMAPI = alertmanager.New(am, alertmanager.Options{})
+	}
+	return st, nil
 }
 
 func headerName(cfg *config.Config) string {

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/prometheus/model/labels"
 
+	"github.com/promgate/promgate/internal/alertmanager"
 	"github.com/promgate/promgate/internal/apierror"
 	"github.com/promgate/promgate/internal/auth"
 	"github.com/promgate/promgate/internal/identity"
@@ -35,6 +36,9 @@ type State struct {
 	Policies   *policy.Set
 	Prometheus *upstream.Upstream
 	PromAPI    *promapi.API
+	// Alertmanager and AMAPI are nil when no Alertmanager is configured.
+	Alertmanager *upstream.Upstream
+	AMAPI        *alertmanager.API
 
 	mu    sync.Mutex
 	cache map[string]*access // by user and groups; bounded
@@ -42,8 +46,9 @@ type State struct {
 
 // access is the resolved, ready-to-use policy of one identity.
 type access struct {
-	policy   *policy.Policy
-	enforcer *promql.Enforcer // nil for allow_all
+	policy    *policy.Policy
+	selectors [][]*labels.Matcher // nil for allow_all
+	enforcer  *promql.Enforcer    // nil for allow_all
 }
 
 const maxCachedIdentities = 10000
@@ -66,6 +71,7 @@ func (st *State) accessFor(id identity.Identity) (*access, error) {
 		for i, s := range p.Selectors {
 			ms[i] = s
 		}
+		a.selectors = ms
 		if a.enforcer, err = promql.New(ms); err != nil {
 			return nil, err
 		}
@@ -170,16 +176,47 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) string {
 		return "reload"
 	}
 
+	if amPath, ok := alertmanagerPath(path); ok {
+		if st.AMAPI == nil {
+			apierror.Write(w, apierror.New(apierror.NotFound, "no Alertmanager is configured"))
+			return "alertmanager"
+		}
+		if acc.policy.AllowAll {
+			passthrough(w, r, st.Alertmanager, amPath)
+		} else {
+			st.AMAPI.Handle(w, r, amPath, acc.selectors)
+		}
+		return "alertmanager"
+	}
 	if acc.policy.AllowAll {
-		// Unrestricted identities reach the upstream as they asked.
-		out := r.Clone(r.Context())
-		out.URL.Path = path
-		out.URL.RawPath = ""
-		st.Prometheus.ServeHTTP(w, out)
+		passthrough(w, r, st.Prometheus, path)
 		return "passthrough"
 	}
 	st.PromAPI.Handle(w, r, path, acc.enforcer)
 	return routeName(path)
+}
+
+// AlertmanagerPrefix is where Alertmanager is served, under promgate's own
+// route prefix: amtool --alertmanager.url=http://promgate/alertmanager.
+const AlertmanagerPrefix = "/alertmanager"
+
+func alertmanagerPath(path string) (string, bool) {
+	rest, ok := strings.CutPrefix(path, AlertmanagerPrefix)
+	if !ok || (rest != "" && rest[0] != '/') {
+		return "", false
+	}
+	if rest == "" {
+		rest = "/"
+	}
+	return rest, true
+}
+
+// passthrough sends an unrestricted identity's request upstream as asked.
+func passthrough(w http.ResponseWriter, r *http.Request, up *upstream.Upstream, path string) {
+	out := r.Clone(r.Context())
+	out.URL.Path = path
+	out.URL.RawPath = ""
+	up.ServeHTTP(w, out)
 }
 
 func (s *Server) reload(w http.ResponseWriter, r *http.Request, acc *access) {
