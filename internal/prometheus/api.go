@@ -70,6 +70,8 @@ var routes = map[string]route{
 	"/api/v1/format_query":     {formatParams, (*API).pass, getPost},
 	"/api/v1/parse_query":      {formatParams, (*API).pass, getPost},
 	"/api/v1/status/buildinfo": {params{}, (*API).pass, []string{http.MethodGet}},
+	"/api/v1/read":             {params{}, (*API).remoteRead, []string{http.MethodPost}},
+	"/api/v1/write":            {params{}, (*API).remoteWrite, []string{http.MethodPost}},
 }
 
 // labelValues is /api/v1/label/NAME/values.
