@@ -208,7 +208,27 @@ func serveGateway(f flags, logger *slog.Logger) error {
 	})
 	reg.MustRegister(reloadOK, reloadTime)
 
-	bo := server.BuildOptions{MaxBodyBytes: f.maxBody, MaxIdleConns: f.maxIdleConns}
+	// Clients reach promgate under the external URL's path; it serves under
+	// the route prefix, which defaults to that path (nginx may strip it).
+	public := ""
+	if f.externalURL != "" {
+		u, err := url.Parse(f.externalURL)
+		if err != nil {
+			return fmt.Errorf("--web.external-url: %w", err)
+		}
+		public = strings.TrimSuffix(u.Path, "/")
+	}
+	prefix := f.routePrefix
+	if prefix == "" {
+		prefix = public
+	}
+	if prefix != "" && !strings.HasPrefix(prefix, "/") {
+		prefix = "/" + prefix
+	}
+	if f.externalURL == "" {
+		public = strings.TrimSuffix(prefix, "/")
+	}
+	bo := server.BuildOptions{MaxBodyBytes: f.maxBody, MaxIdleConns: f.maxIdleConns, PublicPrefix: public}
 	cfg, err := loadConfig(f)
 	if err != nil {
 		return err
@@ -220,17 +240,6 @@ func serveGateway(f flags, logger *slog.Logger) error {
 	reloadOK.Set(1)
 	reloadTime.SetToCurrentTime()
 
-	prefix := f.routePrefix
-	if prefix == "" && f.externalURL != "" {
-		u, err := url.Parse(f.externalURL)
-		if err != nil {
-			return fmt.Errorf("--web.external-url: %w", err)
-		}
-		prefix = u.Path
-	}
-	if prefix != "" && !strings.HasPrefix(prefix, "/") {
-		prefix = "/" + prefix
-	}
 
 	var srv *server.Server
 	reload := func() error {

@@ -26,18 +26,28 @@ type Upstream interface {
 // DefaultMaxBodyBytes bounds urlencoded request bodies.
 const DefaultMaxBodyBytes = 1 << 20
 
+// Options configure the API.
+type Options struct {
+	// MaxBodyBytes bounds urlencoded request bodies.
+	MaxBodyBytes int64
+	// AlertNamePrefix makes alerts named "<user>: ..." the user's, as the
+	// PromAuthProxy did, in addition to the policy.
+	AlertNamePrefix bool
+}
+
 // API enforces policies on Prometheus' HTTP API.
 type API struct {
 	up      Upstream
 	maxBody int64
+	opts    Options
 }
 
 // New returns an API in front of up.
-func New(up Upstream, maxBody int64) *API {
-	if maxBody <= 0 {
-		maxBody = DefaultMaxBodyBytes
+func New(up Upstream, opts Options) *API {
+	if opts.MaxBodyBytes <= 0 {
+		opts.MaxBodyBytes = DefaultMaxBodyBytes
 	}
-	return &API{up: up, maxBody: maxBody}
+	return &API{up: up, maxBody: opts.MaxBodyBytes, opts: opts}
 }
 
 type handlerFunc func(a *API, w http.ResponseWriter, r *http.Request, path string, p params, enf *promql.Enforcer) error
@@ -70,6 +80,11 @@ var routes = map[string]route{
 	"/api/v1/format_query":     {formatParams, (*API).pass, getPost},
 	"/api/v1/parse_query":      {formatParams, (*API).pass, getPost},
 	"/api/v1/status/buildinfo": {params{}, (*API).pass, []string{http.MethodGet}},
+	"/api/v1/alerts":           {alertsParams, (*API).alerts, []string{http.MethodGet}},
+	"/api/v1/rules":            {rulesParams, (*API).rules, []string{http.MethodGet}},
+	"/api/v1/targets":          {targetsParams, (*API).targets, []string{http.MethodGet}},
+	"/api/v1/targets/metadata": {tmetaParams, (*API).targetsMetadata, []string{http.MethodGet}},
+	"/api/v1/metadata":         {metadataParams, (*API).metadata, []string{http.MethodGet}},
 	"/api/v1/read":             {params{}, (*API).remoteRead, []string{http.MethodPost}},
 	"/api/v1/write":            {params{}, (*API).remoteWrite, []string{http.MethodPost}},
 }
@@ -87,6 +102,10 @@ func (a *API) Handle(w http.ResponseWriter, r *http.Request, path string, enf *p
 			path = "/api/v1/label/" + url.PathEscape(name) + "/values"
 			ok = true
 		}
+	}
+	if !ok && isUI(path) {
+		a.ui(w, r, path)
+		return
 	}
 	if !ok {
 		apierror.Write(w, apierror.New(apierror.Forbidden, "%s is not available to restricted users", path))

@@ -106,7 +106,7 @@ func TestHandle(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			up := &recorder{}
-			api := New(up, 1024)
+			api := New(up, Options{MaxBodyBytes: 1024})
 			req := httptest.NewRequest(tc.method, tc.target, strings.NewReader(tc.body))
 			if tc.contentType != "" {
 				req.Header.Set("Content-Type", tc.contentType)
@@ -166,7 +166,7 @@ func TestMergeMatrices(t *testing.T) {
 		`{__name__="x",env="p"}[5m]`:  `{"status":"success","data":{"resultType":"matrix","result":[{"metric":{"__name__":"x","team":"a","env":"p"},"values":[[1,"2"]]},{"metric":{"__name__":"x","team":"b","env":"p"},"values":[[1,"3"]]}]},"warnings":["w"]}`,
 	}
 	up := &fixedUpstream{answers: answers}
-	api := New(up, 0)
+	api := New(up, Options{})
 	req := httptest.NewRequest("GET", "/api/v1/query?query=x[5m]&time=1", nil)
 	rec := httptest.NewRecorder()
 	api.Handle(rec, req, "/api/v1/query", enforcer(t, `{team="a"}`, `{env="p"}`))

@@ -185,3 +185,23 @@ func TestHoltWintersParses(t *testing.T) {
 		t.Errorf("got %s, want %s", got[0], want)
 	}
 }
+
+func TestVisible(t *testing.T) {
+	e := mustEnforcer(t, `{team="a"}`, `{__name__=~"node_.*", shared="true"}`, `{env!="prod", team="c"}`)
+	for _, tc := range []struct {
+		lbls map[string]string
+		want bool
+	}{
+		{map[string]string{"team": "a"}, true},
+		{map[string]string{"team": "b"}, false},
+		{map[string]string{"__name__": "node_load1", "shared": "true", "team": "b"}, true},
+		{map[string]string{"__name__": "up", "shared": "true"}, false},
+		{map[string]string{"team": "c"}, true}, // no env label: env!="prod" holds
+		{map[string]string{"team": "c", "env": "prod"}, false},
+		{nil, false},
+	} {
+		if got := e.Visible(tc.lbls); got != tc.want {
+			t.Errorf("Visible(%v) = %v, want %v", tc.lbls, got, tc.want)
+		}
+	}
+}

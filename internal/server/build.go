@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"net/url"
+	"strings"
 
 	"github.com/promgate/promgate/internal/alertmanager"
 	"github.com/promgate/promgate/internal/auth"
@@ -18,6 +19,11 @@ import (
 type BuildOptions struct {
 	MaxBodyBytes int64
 	MaxIdleConns int
+	// AlertNamePrefix: alerts named "<user>: ..." are the user's.
+	AlertNamePrefix bool
+	// PublicPrefix is the path clients reach promgate under (the path of
+	// --web.external-url, else the route prefix).
+	PublicPrefix string
 }
 
 // Build makes a State from a loaded configuration.
@@ -41,6 +47,7 @@ func Build(cfg *config.Config, o BuildOptions, logger *slog.Logger) (*State, err
 		Headers:      pu.Headers,
 		StripHeaders: a.IdentityHeaders(),
 		MaxIdleConns: o.MaxIdleConns,
+		PublicPrefix: o.PublicPrefix,
 	}, logger.With("upstream", "prometheus"))
 	if err != nil {
 		return nil, err
@@ -49,7 +56,7 @@ func Build(cfg *config.Config, o BuildOptions, logger *slog.Logger) (*State, err
 		Auth:       a,
 		Policies:   policy.NewSet(cfg.Rules, cfg.Groups),
 		Prometheus: prom,
-		PromAPI:    promapi.New(prom, o.MaxBodyBytes),
+		PromAPI:    promapi.New(prom, promapi.Options{MaxBodyBytes: o.MaxBodyBytes, AlertNamePrefix: o.AlertNamePrefix}),
 	}
 	if amu := cfg.Upstreams.Alertmanager; amu != nil {
 		u, err := url.Parse(amu.URL)
@@ -62,6 +69,7 @@ func Build(cfg *config.Config, o BuildOptions, logger *slog.Logger) (*State, err
 			Headers:      amu.Headers,
 			StripHeaders: a.IdentityHeaders(),
 			MaxIdleConns: o.MaxIdleConns,
+			PublicPrefix: strings.TrimSuffix(o.PublicPrefix, "/") + AlertmanagerPrefix,
 		}, logger.With("upstream", "alertmanager"))
 		if err != nil {
 			return nil, err

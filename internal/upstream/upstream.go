@@ -34,6 +34,10 @@ type Options struct {
 	StripHeaders []string
 	// MaxIdleConns sizes the keep-alive pool (default 256).
 	MaxIdleConns int
+	// PublicPrefix is the path under which clients reach this upstream
+	// through promgate ("/prometheus", "/alertmanager"); redirects to the
+	// upstream's own paths are rewritten under it.
+	PublicPrefix string
 }
 
 // Upstream is one server behind promgate.
@@ -45,6 +49,7 @@ type Upstream struct {
 	transport *http.Transport
 	proxy     *httputil.ReverseProxy
 	logger    *slog.Logger
+	public    string
 }
 
 // New returns an Upstream. Header templates were validated with the
@@ -61,6 +66,7 @@ func New(o Options, logger *slog.Logger) (*Upstream, error) {
 		timeout: o.Timeout,
 		headers: map[string]*template.Template{},
 		logger:  logger,
+		public:  strings.TrimSuffix(o.PublicPrefix, "/"),
 		transport: &http.Transport{
 			Proxy:       nil, // never route tenant traffic through an environment proxy
 			DialContext: (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
@@ -88,10 +94,11 @@ func New(o Options, logger *slog.Logger) (*Upstream, error) {
 		u.strip = append(u.strip, http.CanonicalHeaderKey(name))
 	}
 	u.proxy = &httputil.ReverseProxy{
-		Rewrite:      u.rewrite,
-		Transport:    u.transport,
-		BufferPool:   bufferPool{},
-		ErrorHandler: u.errorHandler,
+		Rewrite:        u.rewrite,
+		Transport:      u.transport,
+		BufferPool:     bufferPool{},
+		ErrorHandler:   u.errorHandler,
+		ModifyResponse: u.modifyResponse,
 	}
 	return u, nil
 }
@@ -160,6 +167,20 @@ func (u *Upstream) prepare(out, in *http.Request) {
 			out.Header.Set(name, buf.String())
 		}
 	}
+}
+
+// modifyResponse moves redirects to the upstream's own paths (Prometheus
+// sends / to /graph) under the prefix clients use.
+func (u *Upstream) modifyResponse(resp *http.Response) error {
+	loc := resp.Header.Get("Location")
+	if loc == "" || !strings.HasPrefix(loc, "/") || strings.HasPrefix(loc, "//") {
+		return nil
+	}
+	base := strings.TrimSuffix(u.base.Path, "/")
+	if rest, ok := strings.CutPrefix(loc, base); ok && (rest == "" || rest[0] == '/' || rest[0] == '?') {
+		resp.Header.Set("Location", u.public+rest)
+	}
+	return nil
 }
 
 func (u *Upstream) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
