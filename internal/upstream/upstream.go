@@ -176,11 +176,21 @@ func (u *Upstream) modifyResponse(resp *http.Response) error {
 	if loc == "" || !strings.HasPrefix(loc, "/") || strings.HasPrefix(loc, "//") {
 		return nil
 	}
-	base := strings.TrimSuffix(u.base.Path, "/")
-	if rest, ok := strings.CutPrefix(loc, base); ok && (rest == "" || rest[0] == '/' || rest[0] == '?') {
-		resp.Header.Set("Location", u.public+rest)
+	// An upstream told its external URL (--web.external-url) already
+	// redirects under the public prefix.
+	if u.public == "" || under(loc, u.public) {
+		return nil
+	}
+	if base := strings.TrimSuffix(u.base.Path, "/"); base == "" || under(loc, base) {
+		resp.Header.Set("Location", u.public+loc[len(base):])
 	}
 	return nil
+}
+
+// under reports whether path is prefix or below it.
+func under(path, prefix string) bool {
+	rest, ok := strings.CutPrefix(path, prefix)
+	return ok && prefix != "" && (rest == "" || rest[0] == '/' || rest[0] == '?')
 }
 
 func (u *Upstream) errorHandler(w http.ResponseWriter, r *http.Request, err error) {

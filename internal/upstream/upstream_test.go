@@ -114,3 +114,26 @@ func TestUpstreamErrors(t *testing.T) {
 		})
 	}
 }
+
+func TestRedirectsUnderPublicPrefix(t *testing.T) {
+	for _, tc := range []struct{ base, public, location, want string }{
+		{"", "/prometheus", "/classic/graph", "/prometheus/classic/graph"},
+		{"", "/prometheus", "/prometheus/classic/graph", "/prometheus/classic/graph"}, // upstream knows its external URL
+		{"/am", "/alertmanager", "/am/#/alerts", "/alertmanager/#/alerts"},
+		{"", "", "/graph", "/graph"},
+		{"", "/p", "http://elsewhere/x", "http://elsewhere/x"},
+	} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Location", tc.location)
+			w.WriteHeader(http.StatusFound)
+		}))
+		base, _ := url.Parse(srv.URL + tc.base)
+		u, _ := New(Options{URL: base, PublicPrefix: tc.public}, slog.New(slog.DiscardHandler))
+		rec := httptest.NewRecorder()
+		u.ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
+		srv.Close()
+		if got := rec.Header().Get("Location"); got != tc.want {
+			t.Errorf("base %q public %q: Location %q -> %q, want %q", tc.base, tc.public, tc.location, got, tc.want)
+		}
+	}
+}
