@@ -59,6 +59,9 @@ func teamsSeen(t *testing.T, gateURL string, decorate func(*http.Request)) (int,
 			Result []struct{ Metric map[string]string }
 		}
 	}
+	if resp.StatusCode != http.StatusOK {
+		return resp.StatusCode, nil
+	}
 	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
 		t.Fatal(err)
 	}
