@@ -54,7 +54,11 @@ const liveRules = `groups:
 // exporter serves a fixed exposition, as a scraped application would.
 func exporter(t *testing.T, body string) *httptest.Server {
 	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+		ct := "text/plain; version=0.0.4"
+		if strings.HasSuffix(body, "# EOF\n") {
+			ct = "application/openmetrics-text; version=1.0.0; charset=utf-8"
+		}
+		w.Header().Set("Content-Type", ct)
 		io.WriteString(w, body)
 	}))
 	t.Cleanup(s.Close)
@@ -66,8 +70,9 @@ func startLiveStack(t *testing.T) *liveStack {
 	bin := requirePromgate(t)
 	prometheus := requireTool(t, "prometheus")
 	dir := t.TempDir()
-	a := exporter(t, "# HELP app_requests_total Requests.\n# TYPE app_requests_total counter\napp_requests_total{path=\"/x\"} 5\n# HELP app_a_only Only team a has it.\n# TYPE app_a_only gauge\napp_a_only 1\n")
-	b := exporter(t, "# HELP app_requests_total Requests.\n# TYPE app_requests_total counter\napp_requests_total{path=\"/y\"} 7\n# HELP app_b_only Only team b has it.\n# TYPE app_b_only gauge\napp_b_only 1\n")
+	// OpenMetrics, so that the counters carry exemplars.
+	a := exporter(t, "# HELP app_requests Requests.\n# TYPE app_requests counter\napp_requests_total{path=\"/x\"} 5 # {trace_id=\"trace-a\"} 1.0\n# HELP app_a_only Only team a has it.\n# TYPE app_a_only gauge\napp_a_only 1\n# EOF\n")
+	b := exporter(t, "# HELP app_requests Requests.\n# TYPE app_requests counter\napp_requests_total{path=\"/y\"} 7 # {trace_id=\"trace-b\"} 1.0\n# HELP app_b_only Only team b has it.\n# TYPE app_b_only gauge\napp_b_only 1\n# EOF\n")
 	c := exporter(t, "app_c_only 1\n")
 	host := func(s *httptest.Server) string { return strings.TrimPrefix(s.URL, "http://") }
 	promCfg := fmt.Sprintf(`global:
@@ -97,7 +102,8 @@ scrape_configs:
 	prom, err := startServer(t, "prometheus-live", dir, prometheus, func(addr string) []string {
 		return []string{"--config.file=" + filepath.Join(dir, "prometheus.yml"),
 			"--storage.tsdb.path=" + filepath.Join(dir, "data"), "--web.listen-address=" + addr,
-			"--web.external-url=" + gateURL, "--web.route-prefix=/", "--web.enable-lifecycle"}
+			"--web.external-url=" + gateURL, "--web.route-prefix=/", "--web.enable-lifecycle",
+			"--enable-feature=exemplar-storage"}
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -375,6 +381,37 @@ func TestPrometheusEndpoints(t *testing.T) {
 		resp.Body.Close()
 		if loc := resp.Header.Get("Location"); resp.StatusCode != 302 || loc != "/prometheus/classic/graph" {
 			t.Errorf("/ redirects %d to %q", resp.StatusCode, loc)
+		}
+	})
+
+	t.Run("federate", func(t *testing.T) {
+		code, body := s.get(t, "alice", "/federate?match[]="+url.QueryEscape(`{job=~"app-.*"}`))
+		if code != 200 || !strings.Contains(string(body), `team="a"`) || strings.Contains(string(body), `team="b"`) {
+			t.Errorf("alice federate: %d %s", code, body)
+		}
+		if code, body := s.get(t, "admin", "/federate?match[]="+url.QueryEscape(`{job=~"app-.*"}`)); code != 200 || !strings.Contains(string(body), `team="b"`) {
+			t.Errorf("admin federate: %d %s", code, body)
+		}
+	})
+
+	t.Run("exemplars", func(t *testing.T) {
+		now := time.Now()
+		q := url.Values{"query": {`app_requests_total`}, "start": {fmt.Sprint(now.Add(-time.Hour).Unix())}, "end": {fmt.Sprint(now.Add(time.Minute).Unix())}}
+		for user, tc := range map[string]struct{ has, hasNot string }{
+			"alice": {"trace-a", "trace-b"},
+			"bob":   {"trace-b", "trace-a"},
+		} {
+			code, body := s.get(t, user, "/api/v1/query_exemplars?"+q.Encode())
+			if code != 200 || !strings.Contains(string(body), tc.has) || strings.Contains(string(body), tc.hasNot) {
+				t.Errorf("%s exemplars: %d %s", user, code, body)
+			}
+		}
+	})
+
+	t.Run("format_query", func(t *testing.T) {
+		code, body := s.get(t, "alice", "/api/v1/format_query?query="+url.QueryEscape("sum(rate(x[5m]))by(job)"))
+		if code != 200 || !strings.Contains(string(body), "sum by (job)") {
+			t.Errorf("format_query: %d %s", code, body)
 		}
 	})
 
