@@ -7,18 +7,26 @@ import (
 // Allows reports whether a series with these labels is visible under the
 // policy: it satisfies every matcher of at least one selector. A label the
 // series does not have has the empty value, as in Prometheus.
-func (e *Enforcer) Allows(lbls labels.Labels) bool {
+func (e *Enforcer) Allows(lbls labels.Labels) bool { return e.allows(lbls.Get) }
+
+// Visible is Allows for labels held in a map (alerts, rules and targets
+// decoded from JSON).
+func (e *Enforcer) Visible(lbls map[string]string) bool {
+	return e.allows(func(name string) string { return lbls[name] })
+}
+
+func (e *Enforcer) allows(get func(string) string) bool {
 	for _, sel := range e.selectors {
-		if matchesAll(sel, lbls) {
+		if matchesAll(sel, get) {
 			return true
 		}
 	}
 	return false
 }
 
-func matchesAll(ms []*labels.Matcher, lbls labels.Labels) bool {
+func matchesAll(ms []*labels.Matcher, get func(string) string) bool {
 	for _, m := range ms {
-		if !m.Matches(lbls.Get(m.Name)) {
+		if !m.Matches(get(m.Name)) {
 			return false
 		}
 	}

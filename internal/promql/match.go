@@ -72,22 +72,3 @@ func FormatSelector(ms []*labels.Matcher) string {
 func sortedKeys(m map[string]string) []string {
 	return slices.Sorted(maps.Keys(m))
 }
-
-// Visible reports whether a series (or an alert, a target) with these labels
-// is the tenant's: it matches at least one policy selector. An absent label
-// has the empty value, as in PromQL.
-func (e *Enforcer) Visible(lbls map[string]string) bool {
-	for _, sel := range e.selectors {
-		ok := true
-		for _, m := range sel {
-			if !m.Matches(lbls[m.Name]) {
-				ok = false
-				break
-			}
-		}
-		if ok {
-			return true
-		}
-	}
-	return false
-}
