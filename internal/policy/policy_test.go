@@ -21,7 +21,7 @@ func TestParseTemplate(t *testing.T) {
 		{`sum(up)`, true},                           // an expression, not a selector
 		{`{namespace="{{ .Nope }}"}`, true},         // unknown field, caught at load
 		{`{namespace="{{ .User "}`, true},           // broken template
-		{`{namespace=~"{{ .User }}("}`, false},      // the regex is checked per user (see below)
+		{`{namespace=~"{{ .User }}("}`, true},       // the regex is checked before substitution too
 		{`{namespace="{{ printf "%s" 1 }}"}`, true}, // quotes inside break the selector
 	} {
 		_, err := ParseTemplate(tc.in)
