@@ -5,30 +5,22 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
 	"net/netip"
-	"net/url"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/alecthomas/kingpin/v2"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/common/model"
-	"github.com/prometheus/exporter-toolkit/web"
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/promgate/promgate/internal/config"
 	"github.com/promgate/promgate/internal/policy"
-	"github.com/promgate/promgate/internal/server"
+	"github.com/promgate/promgate/internal/webconfig"
 )
 
 func main() { os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr)) }
@@ -54,6 +46,9 @@ type flags struct {
 	readHeaderTO   time.Duration
 	idleTO         time.Duration
 	shutdownTimout time.Duration
+	autoReload     time.Duration
+	reloadAccess   string
+	checkWebFiles  []string
 }
 
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
@@ -81,15 +76,22 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	serve.Flag("inject.source", "Zero-config mode: the header carrying the identity, set by a proxy in front.").Default("X-Prometheus-Injectable").StringVar(&f.injectSource)
 	serve.Flag("inject.trusted-sources", "Zero-config mode: addresses (CIDR) allowed to set the identity header.").Default("127.0.0.0/8", "::1/128").StringsVar(&f.injectTrusted)
 	serve.Flag("shutdown-timeout", "Time to finish requests in flight on SIGTERM.").Default("15s").DurationVar(&f.shutdownTimout)
+	serve.Flag("config.auto-reload-interval", "How often the configuration files (promgate.yml, the web configuration, the files they name) are checked for changes, which are then reloaded; 0 disables.").Default("5s").DurationVar(&f.autoReload)
+	serve.Flag("web.reload", "Who may POST /-/reload: admin-or-localhost (allow_all identities, or any authenticated caller from a loopback address), admin, or off.").Default(reloadAdminOrLocalhost).EnumVar(&f.reloadAccess, reloadAdminOrLocalhost, reloadAdmin, reloadOff)
 	app.Flag("log.level", "Log level: debug, info, warn, error.").Default("info").EnumVar(&f.logLevel, "debug", "info", "warn", "error")
 	app.Flag("log.format", "Log format: logfmt or json.").Default("logfmt").EnumVar(&f.logFormat, "logfmt", "json")
 
 	check := app.Command("check", "Check configuration files.")
-	checkConfig := check.Command("config", "Validate a promgate.yml; exit 1 naming the line and reason.")
+	checkConfig := check.Command("config", "Validate a promgate.yml, and the web configuration file if given; exit 1 naming the line and reason.")
 	checkConfig.Arg("file", "The configuration file.").Required().StringVar(&f.checkFile)
+	checkConfig.Arg("web-config-file", "The web configuration file (as --web.config.file).").StringVar(&f.webConfig)
+	checkConfig.Flag("web.config.file", "The web configuration file.").StringVar(&f.webConfig)
+	checkWeb := check.Command("web-config", "Validate web configuration files (--web.config.file), like promtool check web-config.")
+	checkWeb.Arg("web-config-files", "The web configuration files.").Required().StringsVar(&f.checkWebFiles)
 
 	hash := app.Command("hash-password", "Read a password on stdin and print its bcrypt hash.")
 	hash.Flag("cost", "bcrypt cost.").Default("10").IntVar(&f.hashCost)
+	hashToken := app.Command("hash-token", "Read an API token on stdin and print its SHA-256, for api_tokens.")
 
 	cmd, err := app.Parse(args)
 	if err != nil {
@@ -99,14 +101,13 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	logger := newLogger(f.logLevel, f.logFormat, stderr)
 	switch cmd {
 	case checkConfig.FullCommand():
-		if _, err := config.LoadFile(f.checkFile); err != nil {
-			fmt.Fprintf(stderr, "%s FAILED:\n%v\n", f.checkFile, err)
-			return 1
-		}
-		fmt.Fprintf(stdout, "%s SUCCESS\n", f.checkFile)
-		return 0
+		return checkConfigFiles(f, stdout, stderr, logger)
+	case checkWeb.FullCommand():
+		return checkWebConfigs(f.checkWebFiles, stdout, stderr, logger)
 	case hash.FullCommand():
 		return hashPassword(stdin, stdout, stderr, f.hashCost)
+	case hashToken.FullCommand():
+		return hashAPIToken(stdin, stdout, stderr)
 	}
 	if err := serveGateway(f, logger); err != nil {
 		logger.Error("promgate stopped", "err", err)
@@ -147,9 +148,14 @@ func hashPassword(stdin io.Reader, stdout, stderr io.Writer, cost int) int {
 
 // loadConfig reads --config.file, or builds the zero-config mode of the
 // PromAuthProxy: identity from a trusted header, policy {label="<identity>"}.
-func loadConfig(f flags) (*config.Config, error) {
+// The users of the web configuration file join those of either.
+func loadConfig(f flags, web *webconfig.Config) (*config.Config, error) {
+	var webUsers config.WebUsers
+	if web != nil {
+		webUsers = config.WebUsers{File: web.File, Users: web.Users}
+	}
 	if f.configFile != "" {
-		return config.LoadFile(f.configFile)
+		return config.LoadFileWeb(f.configFile, webUsers)
 	}
 	if f.upstreamProm == "" {
 		return nil, errors.New("either --config.file or --upstream.prometheus is required")
@@ -180,9 +186,11 @@ func loadConfig(f flags) (*config.Config, error) {
 	}
 	cfg := &config.Config{
 		Upstreams: config.Upstreams{Prometheus: &config.Upstream{URL: f.upstreamProm, Timeout: f.upstreamTO}},
-		Authentication: config.Authentication{TrustedHeader: &config.TrustedHeader{
-			Name: f.injectSource, Prefixes: prefixes,
-		}},
+		Authentication: config.Authentication{
+			TrustedHeader: &config.TrustedHeader{Name: f.injectSource, Prefixes: prefixes},
+			BruteForce:    config.BruteForce{MaxFailures: config.DefaultMaxFailures, Window: config.DefaultFailureWindow},
+		},
+		WebUsers: webUsers.Users,
 		Rules: []policy.Rule{{
 			Name:      "inject-" + f.injectLabel,
 			Subjects:  []policy.Subject{{Kind: policy.SubjectEveryone}},
@@ -193,114 +201,4 @@ func loadConfig(f flags) (*config.Config, error) {
 		cfg.Upstreams.Alertmanager = &config.Upstream{URL: f.upstreamAM, Timeout: f.upstreamTO}
 	}
 	return cfg, nil
-}
-
-func serveGateway(f flags, logger *slog.Logger) error {
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	reloadOK := prometheus.NewGauge(prometheus.GaugeOpts{
-		Name: "promgate_config_last_reload_successful",
-		Help: "Whether the last configuration reload succeeded.",
-	})
-	reloadTime := prometheus.NewGauge(prometheus.GaugeOpts{
-		Name: "promgate_config_last_reload_success_timestamp_seconds",
-		Help: "Time of the last successful configuration reload.",
-	})
-	reg.MustRegister(reloadOK, reloadTime)
-
-	// Clients reach promgate under the external URL's path; it serves under
-	// the route prefix, which defaults to that path (nginx may strip it).
-	public := ""
-	if f.externalURL != "" {
-		u, err := url.Parse(f.externalURL)
-		if err != nil {
-			return fmt.Errorf("--web.external-url: %w", err)
-		}
-		public = strings.TrimSuffix(u.Path, "/")
-	}
-	prefix := f.routePrefix
-	if prefix == "" {
-		prefix = public
-	}
-	if prefix != "" && !strings.HasPrefix(prefix, "/") {
-		prefix = "/" + prefix
-	}
-	if f.externalURL == "" {
-		public = strings.TrimSuffix(prefix, "/")
-	}
-	bo := server.BuildOptions{MaxBodyBytes: f.maxBody, MaxIdleConns: f.maxIdleConns, PublicPrefix: public}
-	cfg, err := loadConfig(f)
-	if err != nil {
-		return err
-	}
-	st, err := server.Build(cfg, bo, logger)
-	if err != nil {
-		return err
-	}
-	reloadOK.Set(1)
-	reloadTime.SetToCurrentTime()
-
-
-	var srv *server.Server
-	reload := func() error {
-		if f.configFile == "" {
-			return errors.New("nothing to reload in the zero-config mode")
-		}
-		cfg, err := config.LoadFile(f.configFile)
-		if err == nil {
-			var st *server.State
-			if st, err = server.Build(cfg, bo, logger); err == nil {
-				srv.Swap(st)
-			}
-		}
-		if err != nil {
-			reloadOK.Set(0)
-			logger.Error("configuration reload failed; the previous configuration keeps serving", "err", err)
-			return err
-		}
-		reloadOK.Set(1)
-		reloadTime.SetToCurrentTime()
-		logger.Info("configuration reloaded", "file", f.configFile)
-		return nil
-	}
-	srv = server.New(server.Options{Logger: logger, RoutePrefix: prefix, Registry: reg, Reload: reload}, st)
-
-	httpSrv := &http.Server{
-		Handler:           srv,
-		ReadHeaderTimeout: f.readHeaderTO,
-		IdleTimeout:       f.idleTO,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	go func() {
-		for range hup {
-			_ = reload()
-		}
-	}()
-
-	errc := make(chan error, 1)
-	go func() {
-		listen := []string{f.listen}
-		errc <- web.ListenAndServe(httpSrv, &web.FlagConfig{
-			WebListenAddresses: &listen,
-			WebSystemdSocket:   new(bool),
-			WebConfigFile:      &f.webConfig,
-		}, logger)
-	}()
-	logger.Info("promgate started", "listen", f.listen, "route_prefix", prefix)
-	select {
-	case err := <-errc:
-		if errors.Is(err, http.ErrServerClosed) {
-			return nil
-		}
-		return err
-	case <-ctx.Done():
-	}
-	logger.Info("shutting down")
-	sctx, cancel := context.WithTimeout(context.Background(), f.shutdownTimout)
-	defer cancel()
-	return httpSrv.Shutdown(sctx)
 }

@@ -3,39 +3,54 @@
 // The order is fixed, and a request is judged by the first rule that applies;
 // credentials that fail never fall through to a later rule:
 //
-//  1. Trusted header. When a header name is configured and the request
+//  1. Client certificate. When client_certificate is configured and the
+//     TLS client presented a certificate, it must have been verified
+//     against the web configuration's client CA; its subject CN or a SAN
+//     names the user and its OUs (or Os) may name groups (Method
+//     "certificate"). An unverified certificate, or one without the
+//     configured name, is Unauthorized. It comes first because the TLS
+//     layer has already proven it: nothing a client can put in a header is
+//     stronger.
+//  2. Trusted header. When a header name is configured and the request
 //     carries that header, it is honoured only if the request's RemoteAddr
 //     lies inside one of the trusted source prefixes: the identity is the
 //     header's value (Method "header"). From any other source the request is
 //     refused with Forbidden, never authenticated another way, since it is
 //     an attempt to claim an identity. An empty value, or the header given
 //     more than once, is Unauthorized.
-//  2. Basic auth. When basic auth users are configured and the request has
-//     an Authorization header, it must be valid "Basic" credentials of a
-//     configured user with the right password (Method "basic"); anything
-//     else is Unauthorized.
-//  3. Otherwise the request presented nothing: Unauthorized ("authentication
+//  3. Authorization header, when basic users, API tokens or a JWT issuer
+//     are configured. "Bearer" credentials are looked up among the static
+//     API tokens (Method "token") and, failing that, verified as a JWT
+//     (Method "jwt"); "Basic" credentials must be a configured user with the
+//     right password (Method "basic"). Any other scheme, malformed
+//     credentials, or a credential that does not verify, is Unauthorized.
+//  4. Otherwise the request presented nothing: Unauthorized ("authentication
 //     required").
 //
 // Unauthorized errors become 401 responses, to which apierror.Write adds the
 // WWW-Authenticate challenge.
 //
+// Failed logins (wrong passwords, unknown users, unknown tokens, forged
+// JWTs) are counted by a Guard per source address and per user; past the
+// configured number in the window, attempts are refused with
+// TooManyRequests (429, see RetryAfter) before any credential is checked.
+//
 // Passwords are checked with bcrypt, as in Prometheus' web.yml. A bcrypt run
 // costs tens of milliseconds by design, far too much for every request, so
 // successes are remembered in a small cache; see verify for why the cache
-// keeps the security of bcrypt. Neither passwords nor hashes are ever logged
-// or returned in an error.
+// keeps the security of bcrypt. Neither passwords, tokens nor hashes are
+// ever logged or returned in an error.
 package auth
 
 import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
-	"encoding/binary"
-	"hash"
+	"crypto/tls"
 	"net/http"
 	"net/netip"
 	"net/textproto"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -47,8 +62,11 @@ import (
 
 // Methods recorded in identity.Identity.Method.
 const (
-	MethodBasic  = "basic"
-	MethodHeader = "header"
+	MethodCertificate = "certificate"
+	MethodHeader      = "header"
+	MethodToken       = "token"
+	MethodJWT         = "jwt"
+	MethodBasic       = "basic"
 )
 
 // maxCacheEntries bounds the memory of the success cache: 10k entries of 32
@@ -64,15 +82,32 @@ type Options struct {
 	// TrustedSources are the only client addresses whose identity header
 	// is believed.
 	TrustedSources []netip.Prefix
+	// ClientCertificate, when set, names users after verified client
+	// certificates.
+	ClientCertificate *CertificateOptions
+	// Tokens maps the SHA-256 of each static API token to its user.
+	Tokens map[[sha256.Size]byte]string
+	// JWT, when set, verifies bearer tokens that are JWTs.
+	JWT *JWTOptions
+	// Guard counts failed logins; nil means a new one. Share one Guard
+	// across reloads so that a reload does not forget failures.
+	Guard *Guard
+	// Limits are the Guard's limits for this configuration.
+	Limits Limits
 }
 
 // Authenticator turns requests into identities. It is safe for concurrent
-// use and immutable but for its cache; a configuration reload builds a new
+// use and immutable but for its caches; a configuration reload builds a new
 // one.
 type Authenticator struct {
 	users   map[string][]byte // user -> bcrypt hash
 	header  string            // canonical header name, or ""
 	trusted []netip.Prefix
+	cert    *CertificateOptions
+	tokens  map[[sha256.Size]byte]string
+	jwt     *jwtVerifier
+	guard   *Guard
+	limits  Limits
 
 	// dummyHash is compared against for unknown users, so that they cost
 	// as much time as known ones and response times do not reveal which
@@ -100,6 +135,12 @@ func New(o Options) *Authenticator {
 		users:  make(map[string][]byte, len(o.BasicAuthUsers)),
 		cache:  make(map[cacheKey]struct{}),
 		macKey: make([]byte, 32),
+		tokens: o.Tokens,
+		guard:  o.Guard,
+		limits: o.Limits,
+	}
+	if a.guard == nil {
+		a.guard = NewGuard()
 	}
 	if _, err := rand.Read(a.macKey); err != nil {
 		panic("auth: no randomness for the cache key: " + err.Error())
@@ -135,6 +176,13 @@ func New(o Options) *Authenticator {
 		a.header = textproto.CanonicalMIMEHeaderKey(o.HeaderName)
 		a.trusted = append([]netip.Prefix(nil), o.TrustedSources...)
 	}
+	if o.ClientCertificate != nil {
+		c := *o.ClientCertificate
+		a.cert = &c
+	}
+	if o.JWT != nil {
+		a.jwt = newJWTVerifier(*o.JWT)
+	}
 	return a
 }
 
@@ -150,9 +198,14 @@ func (a *Authenticator) IdentityHeaders() []string {
 }
 
 // Authenticate returns the identity of r, or an *apierror.Error: Forbidden
-// for an identity header from an untrusted source, Unauthorized otherwise.
-// See the package comment for the order of the checks.
+// for an identity header from an untrusted source, TooManyRequests for a
+// source or user past the failure limit, Unauthorized otherwise. See the
+// package comment for the order of the checks.
 func (a *Authenticator) Authenticate(r *http.Request) (identity.Identity, error) {
+	if a.cert != nil && r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
+		return a.fromCertificate(r.TLS)
+	}
+
 	if a.header != "" {
 		// Go's server canonicalises header names, so a lookup by the
 		// canonical name sees every spelling the client used.
@@ -161,20 +214,67 @@ func (a *Authenticator) Authenticate(r *http.Request) (identity.Identity, error)
 		}
 	}
 
-	if len(a.users) > 0 && r.Header.Get("Authorization") != "" {
-		user, pass, ok := r.BasicAuth()
-		if !ok {
-			return identity.Identity{}, apierror.New(apierror.Unauthorized, "malformed Authorization header: want Basic credentials")
-		}
-		if !a.verify(user, pass) {
-			// One message for unknown users and wrong passwords, so the
-			// answer does not reveal which user names exist.
-			return identity.Identity{}, apierror.New(apierror.Unauthorized, "invalid user name or password")
-		}
-		return identity.Identity{User: user, Method: MethodBasic}, nil
+	if values, present := r.Header["Authorization"]; present && a.usesAuthorization() {
+		return a.fromAuthorization(r, values)
 	}
 
 	return identity.Identity{}, apierror.New(apierror.Unauthorized, "authentication required")
+}
+
+// usesAuthorization reports whether any method reads the Authorization
+// header. When none does, the header is not credentials promgate checks.
+func (a *Authenticator) usesAuthorization() bool {
+	return len(a.users) > 0 || a.bearer()
+}
+
+func (a *Authenticator) bearer() bool { return len(a.tokens) > 0 || a.jwt != nil }
+
+func (a *Authenticator) fromAuthorization(r *http.Request, values []string) (identity.Identity, error) {
+	if len(values) != 1 {
+		return identity.Identity{}, apierror.New(apierror.Unauthorized, "Authorization header given more than once")
+	}
+	scheme, credentials, _ := strings.Cut(values[0], " ")
+	switch {
+	case strings.EqualFold(scheme, "Basic") && len(a.users) > 0:
+		user, pass, ok := r.BasicAuth()
+		if !ok {
+			return identity.Identity{}, a.malformed()
+		}
+		return a.fromBasic(r, user, pass)
+	case strings.EqualFold(scheme, "Bearer") && a.bearer():
+		token := strings.TrimLeft(credentials, " ")
+		if token == "" || strings.ContainsAny(token, " \t") {
+			return identity.Identity{}, a.malformed()
+		}
+		return a.fromBearer(r, token)
+	}
+	return identity.Identity{}, a.malformed()
+}
+
+func (a *Authenticator) malformed() error {
+	want := "Basic credentials"
+	switch {
+	case len(a.users) > 0 && a.bearer():
+		want = "Basic credentials or a Bearer token"
+	case a.bearer():
+		want = "a Bearer token"
+	}
+	return apierror.New(apierror.Unauthorized, "malformed Authorization header: want %s", want)
+}
+
+func (a *Authenticator) fromBasic(r *http.Request, user, pass string) (identity.Identity, error) {
+	src := sourceOf(r.RemoteAddr)
+	// The limit is checked before bcrypt: a blocked guesser costs nothing.
+	if err := a.guard.check(a.limits, src, user); err != nil {
+		return identity.Identity{}, err
+	}
+	if !a.verify(user, pass) {
+		a.guard.fail(a.limits, src, user)
+		// One message for unknown users and wrong passwords, so the
+		// answer does not reveal which user names exist.
+		return identity.Identity{}, apierror.New(apierror.Unauthorized, "invalid user name or password")
+	}
+	return identity.Identity{User: user, Method: MethodBasic}, nil
 }
 
 func (a *Authenticator) fromHeader(r *http.Request, values []string) (identity.Identity, error) {
@@ -198,17 +298,10 @@ func (a *Authenticator) fromHeader(r *http.Request, values []string) (identity.I
 // trustedSource reports whether remoteAddr ("ip:port", as set by net/http)
 // lies in a trusted prefix. Anything unparsable is untrusted.
 func (a *Authenticator) trustedSource(remoteAddr string) bool {
-	var addr netip.Addr
-	if ap, err := netip.ParseAddrPort(remoteAddr); err == nil {
-		addr = ap.Addr()
-	} else if ip, err := netip.ParseAddr(remoteAddr); err == nil {
-		addr = ip
-	} else {
+	addr, ok := parseRemote(remoteAddr)
+	if !ok {
 		return false
 	}
-	// A dual-stack listener reports IPv4 clients as ::ffff:a.b.c.d, which
-	// an IPv4 prefix would not contain; a zone would make Contains false.
-	addr = addr.Unmap().WithZone("")
 	for _, p := range a.trusted {
 		if p.Contains(addr) {
 			return true
@@ -217,75 +310,22 @@ func (a *Authenticator) trustedSource(remoteAddr string) bool {
 	return false
 }
 
-// verify checks a user's password.
-//
-// Why the success cache is safe:
-//   - Only successes are cached, so a guess is always checked by bcrypt and
-//     guessing costs an attacker as much as without the cache.
-//   - The key is HMAC-SHA256 under a random per-process key of the user, the
-//     password and the stored hash, each length-prefixed so that no two
-//     different triples frame to the same bytes. Without the HMAC key no one
-//     can build a key that hits, not even with the hash in hand (the hash is
-//     not the password, and the key needs both). Entries for another user or
-//     for an old hash can never match, so a reload that changes a hash
-//     invalidates them without any bookkeeping.
-//   - The cache stores MACs, never passwords, so a memory dump of it is
-//     useless offline.
-//   - Lookup compares MACs, not secrets. The map's comparison is not
-//     constant-time, but the MAC of each guess is unpredictable without the
-//     key, and changes entirely with any change of the guess, so timing
-//     tells nothing that helps build the next guess.
-//   - It is bounded: when full, one arbitrary entry is evicted (map
-//     iteration starts at a random place), so it cannot grow without limit
-//     whatever the number of users.
-func (a *Authenticator) verify(user, pass string) bool {
-	stored, known := a.users[user]
-	if !known {
-		// Spend the same time as a known user, and fail.
-		_ = a.compare(a.dummyHash, pass)
-		return false
+// parseRemote parses a request's RemoteAddr. A dual-stack listener reports
+// IPv4 clients as ::ffff:a.b.c.d, which an IPv4 prefix would not contain,
+// so the address is unmapped; a zone would make Contains false, so it is
+// dropped.
+func parseRemote(remoteAddr string) (netip.Addr, bool) {
+	var addr netip.Addr
+	if ap, err := netip.ParseAddrPort(remoteAddr); err == nil {
+		addr = ap.Addr()
+	} else if ip, err := netip.ParseAddr(remoteAddr); err == nil {
+		addr = ip
+	} else {
+		return netip.Addr{}, false
 	}
-	key := a.cacheKey(user, pass, stored)
-	a.mu.Lock()
-	_, hit := a.cache[key]
-	a.mu.Unlock()
-	if hit {
-		return true
-	}
-	if !a.compare(stored, pass) {
-		return false
-	}
-	a.mu.Lock()
-	if _, present := a.cache[key]; !present {
-		if len(a.cache) >= maxCacheEntries {
-			for k := range a.cache {
-				delete(a.cache, k)
-				break
-			}
-		}
-		a.cache[key] = struct{}{}
-	}
-	a.mu.Unlock()
-	return true
+	return addr.Unmap().WithZone(""), true
 }
 
-// compare runs bcrypt, which compares in constant time.
-func (a *Authenticator) compare(hash []byte, pass string) bool {
-	a.bcryptRuns.Add(1)
-	return bcrypt.CompareHashAndPassword(hash, []byte(pass)) == nil
-}
-
-func (a *Authenticator) cacheKey(user, pass string, stored []byte) cacheKey {
-	m := a.macs.Get().(hash.Hash)
-	m.Reset()
-	var n [8]byte
-	for _, part := range [][]byte{[]byte(user), []byte(pass), stored} {
-		binary.BigEndian.PutUint64(n[:], uint64(len(part)))
-		m.Write(n[:])
-		m.Write(part)
-	}
-	var k cacheKey
-	m.Sum(k[:0])
-	a.macs.Put(m)
-	return k
-}
+// tlsVerified reports whether the TLS layer verified the client's
+// certificate chain.
+func tlsVerified(cs *tls.ConnectionState) bool { return len(cs.VerifiedChains) > 0 }

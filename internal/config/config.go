@@ -19,6 +19,24 @@ type Config struct {
 	// Rules are the policies compiled by Load (selectors parsed, subjects
 	// checked), ready for policy.NewSet.
 	Rules []policy.Rule `yaml:"-"`
+
+	// WebUsers are the basic_auth_users of the web configuration file
+	// (--web.config.file), given to ParseWeb. With BasicAuthUsers they form
+	// one set of users: no name is in both.
+	WebUsers map[string]string `yaml:"-"`
+}
+
+// Users returns every basic auth user: those of promgate.yml and those of
+// the web configuration file. The map is fresh.
+func (c *Config) Users() map[string]string {
+	out := make(map[string]string, len(c.Authentication.BasicAuthUsers)+len(c.WebUsers))
+	for u, h := range c.Authentication.BasicAuthUsers {
+		out[u] = h
+	}
+	for u, h := range c.WebUsers {
+		out[u] = h
+	}
+	return out
 }
 
 // Upstreams are the servers promgate fronts.
@@ -41,13 +59,93 @@ type Upstream struct {
 	headerTemplates map[string]*template.Template `yaml:"-"`
 }
 
-// Authentication lists how callers prove who they are.
+// Authentication lists how callers prove who they are. The authenticators
+// are tried in a fixed order; see package auth.
 type Authentication struct {
 	// BasicAuthUsers maps user names to bcrypt hashes, as in web.yml.
 	BasicAuthUsers map[string]string `yaml:"basic_auth_users"`
 	// TrustedHeader takes the user from a header set by a proxy in front.
 	TrustedHeader *TrustedHeader `yaml:"trusted_header"`
+	// ClientCertificate names the user after a verified TLS client
+	// certificate. The web configuration must verify client certificates.
+	ClientCertificate *ClientCertificate `yaml:"client_certificate"`
+	// APITokens are static bearer tokens, stored as hashes.
+	APITokens []APIToken `yaml:"api_tokens"`
+	// JWT accepts bearer tokens signed by an OpenID Connect provider.
+	JWT *JWT `yaml:"jwt"`
+	// BruteForce limits failed logins.
+	BruteForce BruteForce `yaml:"brute_force"`
 }
+
+// Sources of a client certificate's user name and groups.
+const (
+	CertCN    = "cn"    // the subject's common name
+	CertDNS   = "dns"   // the first DNS subject alternative name
+	CertEmail = "email" // the first email subject alternative name
+	CertURI   = "uri"   // the first URI subject alternative name
+	CertOU    = "ou"    // groups: the subject's organizational units
+	CertO     = "o"     // groups: the subject's organizations
+)
+
+// ClientCertificate says how a verified client certificate names a caller.
+type ClientCertificate struct {
+	// UserFrom is one of cn (the default), dns, email, uri.
+	UserFrom string `yaml:"user_from"`
+	// GroupsFrom is "" (no groups, the default), ou or o.
+	GroupsFrom string `yaml:"groups_from"`
+}
+
+// APIToken is one static bearer token. Only its SHA-256 is stored: tokens
+// are long random strings, so a fast hash is safe where a password would
+// need bcrypt, and it lets a token be found in one map lookup.
+type APIToken struct {
+	User string `yaml:"user"`
+	// SHA256 is the hex SHA-256 of the token (promgate hash-token).
+	SHA256 string `yaml:"sha256"`
+	// Hash is SHA256 decoded by Load.
+	Hash [32]byte `yaml:"-"`
+}
+
+// JWT configures the verification of JSON Web Tokens.
+type JWT struct {
+	// Issuer must equal the token's iss claim.
+	Issuer string `yaml:"issuer"`
+	// Audiences: the token's aud must contain at least one of them.
+	Audiences []string `yaml:"audiences"`
+	// JWKSFile or JWKSURL (exactly one) holds the provider's keys. The
+	// file is re-read on reload, the URL fetched again every
+	// JWKSRefreshInterval and when a token names an unknown key.
+	JWKSFile            string        `yaml:"jwks_file"`
+	JWKSURL             string        `yaml:"jwks_url"`
+	JWKSRefreshInterval time.Duration `yaml:"jwks_refresh_interval"`
+	// UserClaim names the user (default sub); GroupsClaim, if set, lists
+	// groups (a string or an array of strings).
+	UserClaim   string `yaml:"user_claim"`
+	GroupsClaim string `yaml:"groups_claim"`
+	// Algorithms allowed (default: every supported asymmetric algorithm).
+	Algorithms []string `yaml:"algorithms"`
+	// Leeway tolerates clock skew on exp, nbf and iat (default 30s).
+	Leeway time.Duration `yaml:"leeway"`
+}
+
+// BruteForce limits failed logins: after MaxFailures failures from one
+// source address, or for one user, within Window, further attempts are
+// answered 429 until the oldest failure leaves the window.
+type BruteForce struct {
+	// MaxFailures defaults to 10; 0 disables the limit.
+	MaxFailures int `yaml:"max_failures"`
+	// Window defaults to 5m.
+	Window time.Duration `yaml:"window"`
+}
+
+// Defaults of the authentication section.
+const (
+	DefaultJWKSRefreshInterval = 10 * time.Minute
+	DefaultJWTLeeway           = 30 * time.Second
+	MaxJWTLeeway               = 5 * time.Minute
+	DefaultMaxFailures         = 10
+	DefaultFailureWindow       = 5 * time.Minute
+)
 
 // TrustedHeader is honoured only from TrustedSources.
 type TrustedHeader struct {

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -9,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/promgate/promgate/internal/auth/jwt"
 	"github.com/promgate/promgate/internal/identity"
 	"github.com/promgate/promgate/internal/policy"
 )
@@ -94,7 +96,7 @@ var badFixtures = map[string]struct {
 		`line 14: policy "empty": one of allow_all: true or a non-empty selectors list is required`,
 	}},
 	"no-authentication.bad.yml": {want: []string{
-		`line 1: authentication: at least one of basic_auth_users or trusted_header is required`,
+		`line 1: authentication: at least one of basic_auth_users (here or in the web configuration file), trusted_header, client_certificate, api_tokens or jwt is required`,
 	}},
 	"wrong-type.bad.yml": {want: []string{
 		`line 4: cannot unmarshal !!int`,
@@ -114,9 +116,38 @@ var badFixtures = map[string]struct {
 		`line 15: policy "team-a": duplicate policy name (first defined at line 11)`,
 		`line 16: policy "team-a": subject "user:nobody": user "nobody" is not in basic_auth_users`,
 	}},
+	"bad-auth-methods.bad.yml": {want: []string{
+		`line 6: client_certificate.user_from: "serial" is not one of cn, dns, email, uri`,
+		`line 7: client_certificate.groups_from: "team" is not one of ou, o`,
+		`line 9: api_tokens #1: user is required`,
+		`line 11: api_tokens #2: sha256 must be 64 hexadecimal digits`,
+		`line 12: api_tokens #3: the same token as at line 9`,
+		`line 14: api_tokens #4: user " robot" has surrounding spaces`,
+		`line 17: brute_force.max_failures must not be negative`,
+		`line 18: brute_force.window must be positive, got 0s`,
+	}, notWant: []string{"SECRET", "5e8848"}},
+	"bad-jwt.bad.yml": {want: []string{
+		`line 8: jwt.issuer is required`,
+		`line 9: jwt.audiences: an audience must not be empty`,
+		`line 8: jwt: exactly one of jwks_file and jwks_url is required`,
+		`line 12: jwt.jwks_refresh_interval must be at least 1s, got 100ms`,
+		`line 13: jwt.algorithms: "HS256" is not one of RS256`,
+		`line 13: jwt.algorithms: "none" is not one of`,
+		`line 14: jwt.leeway must be between 0s and 5m0s, got 10m0s`,
+		`line 16: brute_force.max_failures must be at most 1000`,
+		// No certificate or token groups: groups must be defined.
+		`line 19: policy "p": subject "group:unknown": group "unknown" is not defined under groups`,
+	}},
+	"bad-jwks-url.bad.yml": {want: []string{
+		`line 5: jwt.audiences is required`,
+		`line 7: jwt.jwks_url: must be an absolute http:// or https:// URL`,
+	}, notWant: []string{"hunter2"}},
+	"tokens-only.bad.yml": {want: []string{
+		`line 10: policy "p": subject "user:nobody": user "nobody" is not in basic_auth_users or api_tokens`,
+	}, notWant: []string{`"user:robot"`}},
 	"empty.bad.yml": {want: []string{
 		`line 1: upstreams.prometheus is required`,
-		`line 1: authentication: at least one of basic_auth_users or trusted_header is required`,
+		`line 1: authentication: at least one of basic_auth_users (here or in the web configuration file), trusted_header, client_certificate, api_tokens or jwt is required`,
 	}},
 }
 
@@ -271,6 +302,9 @@ var goodFixtures = map[string]func(t *testing.T, c *Config){
 		if c.Authentication.TrustedHeader != nil {
 			t.Errorf("trusted header = %+v, want nil", c.Authentication.TrustedHeader)
 		}
+		if c.Authentication.BruteForce != (BruteForce{MaxFailures: DefaultMaxFailures, Window: DefaultFailureWindow}) {
+			t.Errorf("brute_force defaults = %+v", c.Authentication.BruteForce)
+		}
 		want := []ruleView{
 			{Name: "own-namespace", Subjects: []policy.Subject{everyone}, Selectors: []string{`{namespace="{{ .User }}"}`}},
 			{Name: "bob-admin", Subjects: []policy.Subject{user("bob")}, AllowAll: true},
@@ -296,6 +330,46 @@ var goodFixtures = map[string]func(t *testing.T, c *Config){
 		}
 		if got := viewRules(c.Rules); !reflect.DeepEqual(got, want) {
 			t.Errorf("rules:\n got %+v\nwant %+v", got, want)
+		}
+	},
+	"auth-methods.good.yml": func(t *testing.T, c *Config) {
+		a := c.Authentication
+		if a.ClientCertificate == nil || *a.ClientCertificate != (ClientCertificate{UserFrom: CertEmail, GroupsFrom: CertO}) {
+			t.Errorf("client_certificate = %+v", a.ClientCertificate)
+		}
+		if len(a.APITokens) != 2 || a.APITokens[0].User != "ci-robot" ||
+			fmt.Sprintf("%x", a.APITokens[0].Hash) != "5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8" {
+			t.Errorf("api_tokens = %+v", a.APITokens)
+		}
+		j := a.JWT
+		want := &JWT{
+			Issuer: "https://idp.example/realms/monitoring", Audiences: []string{"promgate", "grafana"},
+			JWKSFile:            filepath.Join("testdata", "keys", "jwks.json"),
+			JWKSRefreshInterval: DefaultJWKSRefreshInterval,
+			UserClaim:           "sub", GroupsClaim: "groups",
+			Algorithms: jwt.Algorithms, Leeway: DefaultJWTLeeway,
+		}
+		if !reflect.DeepEqual(j, want) {
+			t.Errorf("jwt =\n%+v, want\n%+v", j, want)
+		}
+		if a.BruteForce != (BruteForce{MaxFailures: 0, Window: DefaultFailureWindow}) {
+			t.Errorf("brute_force = %+v: an explicit 0 disables", a.BruteForce)
+		}
+		if !reflect.DeepEqual(c.Files(), []string{want.JWKSFile}) {
+			t.Errorf("files = %v", c.Files())
+		}
+	},
+	"jwt-url.good.yml": func(t *testing.T, c *Config) {
+		j := c.Authentication.JWT
+		if j.JWKSURL != "https://idp.example/protocol/openid-connect/certs?realm=x" || j.JWKSRefreshInterval != time.Minute ||
+			j.UserClaim != "preferred_username" || !reflect.DeepEqual(j.Algorithms, []string{"RS256"}) || j.Leeway != 0 {
+			t.Errorf("jwt = %+v (an explicit leeway of 0s stays 0)", j)
+		}
+		if c.Authentication.BruteForce != (BruteForce{MaxFailures: DefaultMaxFailures, Window: 10 * time.Minute}) {
+			t.Errorf("brute_force = %+v", c.Authentication.BruteForce)
+		}
+		if c.Files() != nil {
+			t.Errorf("files = %v", c.Files())
 		}
 	},
 	"header-only.good.yml": func(t *testing.T, c *Config) {
@@ -360,5 +434,45 @@ func TestParseSource(t *testing.T) {
 		if p, err := parseSource(in); err == nil {
 			t.Errorf("parseSource(%q) = %v, want error", in, p)
 		}
+	}
+}
+
+// TestWebUsers: the users of the web configuration file join those of
+// promgate.yml; a name in both is an error at the promgate.yml line; policy
+// subjects may name web users.
+func TestWebUsers(t *testing.T) {
+	const hash = "$2y$10$CLeidEsEtvvnEm4b3lmxoOVi2QlArzONjPlxQr1HYrXBOGCON0CF2"
+	doc := func(users string) []byte {
+		return []byte(`upstreams:
+  prometheus:
+    url: http://127.0.0.1:9090
+authentication:
+  basic_auth_users:
+` + users + `
+policies:
+  - name: p
+    subjects: ["user:alice", "user:erin"]
+    selectors: ['{team="a"}']
+`)
+	}
+	web := WebUsers{File: "web.yml", Users: map[string]string{"erin": hash}}
+
+	cfg, err := ParseWeb(doc("    alice: "+hash), web)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.Users(); len(got) != 2 || got["alice"] != hash || got["erin"] != hash {
+		t.Errorf("Users() = %v", got)
+	}
+	if _, err := Parse(doc("    alice: " + hash)); err == nil || !strings.Contains(err.Error(), `user "erin" is not in basic_auth_users`) {
+		t.Errorf("without the web users: %v", err)
+	}
+	_, err = ParseWeb(doc("    alice: "+hash+"\n    erin: "+hash), web)
+	if err == nil || !strings.Contains(err.Error(), `line 7: basic_auth_users: user "erin" is also defined in web.yml; define each user once`) {
+		t.Errorf("duplicate: %v", err)
+	}
+	// Web users alone are enough authentication.
+	if _, err := ParseWeb([]byte("upstreams: {prometheus: {url: http://p:9090}}\npolicies: [{name: p, subjects: ['user:erin'], allow_all: true}]\n"), web); err != nil {
+		t.Errorf("web users only: %v", err)
 	}
 }

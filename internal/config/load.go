@@ -2,6 +2,8 @@ package config
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -9,6 +11,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"text/template"
@@ -17,6 +20,7 @@ import (
 	"go.yaml.in/yaml/v3"
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/promgate/promgate/internal/auth/jwt"
 	"github.com/promgate/promgate/internal/policy"
 )
 
@@ -24,19 +28,53 @@ import (
 const DefaultUpstreamTimeout = 2 * time.Minute
 
 // LoadFile reads and validates the configuration file at path. See Parse.
-func LoadFile(path string) (*Config, error) {
+func LoadFile(path string) (*Config, error) { return LoadFileWeb(path, WebUsers{}) }
+
+// WebUsers are the basic_auth_users of the web configuration file, which
+// join those of promgate.yml.
+type WebUsers struct {
+	// File names the web configuration file in errors.
+	File  string
+	Users map[string]string
+}
+
+// LoadFileWeb is LoadFile with the users of the web configuration file.
+// Relative paths in the file are resolved against its directory.
+func LoadFileWeb(path string, web WebUsers) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	cfg, err := Parse(data)
+	cfg, err := ParseWeb(data, web)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
+	cfg.setDirectory(filepath.Dir(path))
 	return cfg, nil
 }
 
-// Parse decodes and validates a configuration.
+// setDirectory makes relative file paths relative to dir, as Prometheus
+// does for the files its configuration names.
+func (c *Config) setDirectory(dir string) {
+	if j := c.Authentication.JWT; j != nil && j.JWKSFile != "" && !filepath.IsAbs(j.JWKSFile) {
+		j.JWKSFile = filepath.Join(dir, j.JWKSFile)
+	}
+}
+
+// Files lists the files the configuration refers to, whose changes a
+// reload must pick up.
+func (c *Config) Files() []string {
+	if j := c.Authentication.JWT; j != nil && j.JWKSFile != "" {
+		return []string{j.JWKSFile}
+	}
+	return nil
+}
+
+// Parse decodes and validates a configuration. See ParseWeb.
+func Parse(data []byte) (*Config, error) { return ParseWeb(data, WebUsers{}) }
+
+// ParseWeb decodes and validates a configuration whose users are joined by
+// those of the web configuration file; a user in both is an error.
 //
 // It works in two passes, like Prometheus' loader. The first decodes the
 // YAML strictly: syntax errors, unknown fields, duplicate keys and values of
@@ -48,7 +86,7 @@ func LoadFile(path string) (*Config, error) {
 //
 // On success the defaults are filled in, TrustedHeader.Prefixes is set and
 // Rules holds the compiled policies in file order.
-func Parse(data []byte) (*Config, error) {
+func ParseWeb(data []byte, web WebUsers) (*Config, error) {
 	// The node tree gives the line numbers of the semantic pass.
 	var root yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(data))
@@ -70,10 +108,16 @@ func Parse(data []byte) (*Config, error) {
 		return nil, yamlError(err)
 	}
 
-	v := &validator{}
+	if web.File == "" {
+		web.File = "the web configuration file"
+	}
+	v := &validator{web: web}
 	v.config(cfg, documentRoot(&root))
 	if len(v.errs) > 0 {
 		return nil, errors.Join(v.errs...)
+	}
+	if len(web.Users) > 0 {
+		cfg.WebUsers = web.Users
 	}
 	return cfg, nil
 }
@@ -105,6 +149,7 @@ func yamlError(err error) error {
 
 // validator collects every semantic error of a configuration.
 type validator struct {
+	web  WebUsers
 	errs []error
 }
 
@@ -275,8 +320,9 @@ func (u *Upstream) RenderHeaders(user string) (http.Header, error) {
 }
 
 func (v *validator) authentication(a *Authentication, key, n, root *yaml.Node) {
-	if len(a.BasicAuthUsers) == 0 && a.TrustedHeader == nil {
-		v.errorf(lineOf(key, root), "authentication: at least one of basic_auth_users or trusted_header is required")
+	if len(a.BasicAuthUsers) == 0 && len(v.web.Users) == 0 && a.TrustedHeader == nil &&
+		a.ClientCertificate == nil && len(a.APITokens) == 0 && a.JWT == nil {
+		v.errorf(lineOf(key, root), "authentication: at least one of basic_auth_users (here or in the web configuration file), trusted_header, client_certificate, api_tokens or jwt is required")
 	}
 
 	users := field(n, "basic_auth_users")
@@ -292,6 +338,11 @@ func (v *validator) authentication(a *Authentication, key, n, root *yaml.Node) {
 			v.errorf(line, "basic_auth_users: user name %q must not contain ':'", name)
 			continue
 		}
+		if _, dup := v.web.Users[name]; dup {
+			// One set of users: two hashes for one name would make the
+			// password that works depend on which file wins.
+			v.errorf(line, "basic_auth_users: user %q is also defined in %s; define each user once", name, v.web.File)
+		}
 		// The hash is never printed: it is a secret of its own (offline
 		// guessing), and the error may end up in logs.
 		hash := a.BasicAuthUsers[name]
@@ -300,6 +351,14 @@ func (v *validator) authentication(a *Authentication, key, n, root *yaml.Node) {
 		}
 	}
 
+	v.trustedHeader(a, n)
+	v.clientCertificate(a, n)
+	v.apiTokens(a, n)
+	v.jwt(a, n)
+	v.bruteForce(a, n)
+}
+
+func (v *validator) trustedHeader(a *Authentication, n *yaml.Node) {
 	th := a.TrustedHeader
 	if th == nil {
 		return
@@ -331,6 +390,144 @@ func (v *validator) authentication(a *Authentication, key, n, root *yaml.Node) {
 		th.Prefixes = append(th.Prefixes, p)
 	}
 }
+
+func (v *validator) clientCertificate(a *Authentication, n *yaml.Node) {
+	cc := a.ClientCertificate
+	if cc == nil {
+		return
+	}
+	ck, cn := entry(n, "client_certificate")
+	switch cc.UserFrom {
+	case "":
+		cc.UserFrom = CertCN
+	case CertCN, CertDNS, CertEmail, CertURI:
+	default:
+		v.errorf(lineOf(field(cn, "user_from"), ck), "client_certificate.user_from: %q is not one of cn, dns, email, uri", cc.UserFrom)
+	}
+	switch cc.GroupsFrom {
+	case "", CertOU, CertO:
+	default:
+		v.errorf(lineOf(field(cn, "groups_from"), ck), "client_certificate.groups_from: %q is not one of ou, o", cc.GroupsFrom)
+	}
+}
+
+func (v *validator) apiTokens(a *Authentication, n *yaml.Node) {
+	list := field(n, "api_tokens")
+	items := sequence(list, len(a.APITokens))
+	seen := map[[32]byte]int{} // hash -> line
+	for i := range a.APITokens {
+		t := &a.APITokens[i]
+		line := lineOf(items[i], list)
+		switch {
+		case t.User == "":
+			v.errorf(lineOf(field(items[i], "user"), items[i], list), "api_tokens #%d: user is required", i+1)
+		case strings.TrimSpace(t.User) != t.User || !validHeaderValue(t.User):
+			v.errorf(lineOf(field(items[i], "user"), items[i], list), "api_tokens #%d: user %q has surrounding spaces or control characters", i+1, t.User)
+		}
+		// Neither the hash nor the token is printed.
+		raw, err := hex.DecodeString(t.SHA256)
+		if err != nil || len(raw) != sha256.Size {
+			v.errorf(lineOf(field(items[i], "sha256"), items[i], list), "api_tokens #%d: sha256 must be 64 hexadecimal digits (promgate hash-token)", i+1)
+			continue
+		}
+		copy(t.Hash[:], raw)
+		if first, dup := seen[t.Hash]; dup {
+			v.errorf(line, "api_tokens #%d: the same token as at line %d", i+1, first)
+			continue
+		}
+		seen[t.Hash] = line
+	}
+}
+
+func (v *validator) jwt(a *Authentication, n *yaml.Node) {
+	j := a.JWT
+	if j == nil {
+		return
+	}
+	jk, jn := entry(n, "jwt")
+	at := func(name string) int { return lineOf(field(jn, name), jk) }
+	if j.Issuer == "" {
+		v.errorf(at("issuer"), "jwt.issuer is required")
+	}
+	if len(j.Audiences) == 0 {
+		// Without an audience, a token the provider issued to any other
+		// application would be accepted.
+		v.errorf(at("audiences"), "jwt.audiences is required: the tokens' aud must name promgate (or the client that forwards them)")
+	}
+	for _, aud := range j.Audiences {
+		if aud == "" {
+			v.errorf(at("audiences"), "jwt.audiences: an audience must not be empty")
+		}
+	}
+	switch {
+	case (j.JWKSFile == "") == (j.JWKSURL == ""):
+		v.errorf(lineOf(jk), "jwt: exactly one of jwks_file and jwks_url is required")
+	case j.JWKSURL != "":
+		if err := checkJWKSURL(j.JWKSURL); err != nil {
+			v.errorf(at("jwks_url"), "jwt.jwks_url: %v", err)
+		}
+	}
+	switch {
+	case field(jn, "jwks_refresh_interval") == nil:
+		j.JWKSRefreshInterval = DefaultJWKSRefreshInterval
+	case j.JWKSRefreshInterval < time.Second:
+		v.errorf(at("jwks_refresh_interval"), "jwt.jwks_refresh_interval must be at least 1s, got %s", j.JWKSRefreshInterval)
+	}
+	if j.UserClaim == "" {
+		j.UserClaim = "sub"
+	}
+	for _, alg := range j.Algorithms {
+		if !jwt.Supported(alg) {
+			v.errorf(at("algorithms"), "jwt.algorithms: %q is not one of %s", alg, strings.Join(jwt.Algorithms, ", "))
+		}
+	}
+	if len(j.Algorithms) == 0 {
+		j.Algorithms = append([]string(nil), jwt.Algorithms...)
+	}
+	switch {
+	case field(jn, "leeway") == nil:
+		j.Leeway = DefaultJWTLeeway
+	case j.Leeway < 0 || j.Leeway > MaxJWTLeeway:
+		v.errorf(at("leeway"), "jwt.leeway must be between 0s and %s, got %s", MaxJWTLeeway, j.Leeway)
+	}
+}
+
+// checkJWKSURL is checkURL, but a query is allowed.
+func checkJWKSURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return errors.New("invalid URL")
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return errors.New("must be an absolute http:// or https:// URL")
+	}
+	if u.User != nil || u.Fragment != "" {
+		return errors.New("must have neither credentials nor a fragment")
+	}
+	return nil
+}
+
+func (v *validator) bruteForce(a *Authentication, n *yaml.Node) {
+	bk, bn := entry(n, "brute_force")
+	bf := &a.BruteForce
+	switch {
+	case field(bn, "max_failures") == nil:
+		bf.MaxFailures = DefaultMaxFailures
+	case bf.MaxFailures < 0:
+		v.errorf(lineOf(field(bn, "max_failures"), bk), "brute_force.max_failures must not be negative (0 disables the limit)")
+	case bf.MaxFailures > maxFailuresLimit:
+		v.errorf(lineOf(field(bn, "max_failures"), bk), "brute_force.max_failures must be at most %d", maxFailuresLimit)
+	}
+	switch {
+	case field(bn, "window") == nil:
+		bf.Window = DefaultFailureWindow
+	case bf.Window <= 0:
+		v.errorf(lineOf(field(bn, "window"), bk), "brute_force.window must be positive, got %s", bf.Window)
+	}
+}
+
+// maxFailuresLimit bounds the failures remembered per address or user.
+const maxFailuresLimit = 1000
 
 // bcryptHashLen is the length of every bcrypt hash ("$2y$10$" + 53 chars).
 const bcryptHashLen = 60
@@ -372,6 +569,19 @@ func (v *validator) groups(groups map[string][]string, n *yaml.Node) {
 
 func (v *validator) policies(cfg *Config, n *yaml.Node) {
 	auth := cfg.Authentication
+	openUsers := auth.TrustedHeader != nil || auth.ClientCertificate != nil || auth.JWT != nil
+	openGroups := (auth.ClientCertificate != nil && auth.ClientCertificate.GroupsFrom != "") ||
+		(auth.JWT != nil && auth.JWT.GroupsClaim != "")
+	knownUsers := map[string]bool{}
+	for u := range auth.BasicAuthUsers {
+		knownUsers[u] = true
+	}
+	for u := range v.web.Users {
+		knownUsers[u] = true
+	}
+	for _, t := range auth.APITokens {
+		knownUsers[t.User] = true
+	}
 	items := sequence(n, len(cfg.Policies))
 	seen := map[string]int{} // name -> line of first definition
 	for i, p := range cfg.Policies {
@@ -413,15 +623,18 @@ func (v *validator) policies(cfg *Config, n *yaml.Node) {
 			}
 			switch sub.Kind {
 			case policy.SubjectGroup:
-				if _, defined := cfg.Groups[sub.Name]; !defined {
+				// Certificates and JWTs may assert groups of their own;
+				// otherwise a group must be defined here.
+				if _, defined := cfg.Groups[sub.Name]; !defined && !openGroups {
 					v.errorf(sl, "policy %q: subject %q: group %q is not defined under groups", name, s, sub.Name)
 					ok = false
 				}
 			case policy.SubjectUser:
-				// With a trusted header any name can arrive, so only a
-				// basic-auth-only configuration knows every user.
-				if _, known := auth.BasicAuthUsers[sub.Name]; !known && auth.TrustedHeader == nil {
-					v.errorf(sl, "policy %q: subject %q: user %q is not in basic_auth_users", name, s, sub.Name)
+				// With a trusted header, certificates or JWTs any name can
+				// arrive, so only basic users and API tokens are a closed
+				// set of users.
+				if !openUsers && !knownUsers[sub.Name] {
+					v.errorf(sl, "policy %q: subject %q: user %q is not in basic_auth_users or api_tokens", name, s, sub.Name)
 					ok = false
 				}
 			}

@@ -3,7 +3,6 @@ package server
 import (
 	"fmt"
 	"log/slog"
-	"net/netip"
 	"net/url"
 	"strings"
 
@@ -24,15 +23,17 @@ type BuildOptions struct {
 	// PublicPrefix is the path clients reach promgate under (the path of
 	// --web.external-url, else the route prefix).
 	PublicPrefix string
+	// Auth is shared by the authenticators of successive configurations
+	// (the failed-login counts survive a reload).
+	Auth auth.Runtime
 }
 
 // Build makes a State from a loaded configuration.
 func Build(cfg *config.Config, o BuildOptions, logger *slog.Logger) (*State, error) {
-	a := auth.New(auth.Options{
-		BasicAuthUsers: cfg.Authentication.BasicAuthUsers,
-		HeaderName:     headerName(cfg),
-		TrustedSources: trustedSources(cfg),
-	})
+	a, err := auth.FromConfig(cfg, o.Auth)
+	if err != nil {
+		return nil, err
+	}
 	pu := cfg.Upstreams.Prometheus
 	if pu == nil {
 		return nil, fmt.Errorf("no prometheus upstream configured")
@@ -78,18 +79,4 @@ func Build(cfg *config.Config, o BuildOptions, logger *slog.Logger) (*State, err
 		st.AMAPI = alertmanager.New(am, alertmanager.Options{})
 	}
 	return st, nil
-}
-
-func headerName(cfg *config.Config) string {
-	if th := cfg.Authentication.TrustedHeader; th != nil {
-		return th.Name
-	}
-	return ""
-}
-
-func trustedSources(cfg *config.Config) []netip.Prefix {
-	if th := cfg.Authentication.TrustedHeader; th != nil {
-		return th.Prefixes
-	}
-	return nil
 }

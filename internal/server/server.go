@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -94,6 +95,9 @@ type Options struct {
 	// Reload rebuilds the state from the configuration; nil disables
 	// /-/reload.
 	Reload func() error
+	// ReloadAdminOnly limits /-/reload to allow_all identities; otherwise
+	// any authenticated caller from a loopback address may reload too.
+	ReloadAdminOnly bool
 }
 
 // Server is promgate's HTTP handler.
@@ -152,6 +156,9 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) string {
 	if err != nil {
 		s.metrics.authFailures.Inc()
 		s.opts.Logger.Info("request refused", "reason", err.Error(), "remote", r.RemoteAddr, "path", path)
+		if secs, ok := auth.RetryAfter(err); ok {
+			w.Header().Set("Retry-After", strconv.Itoa(secs))
+		}
 		apierror.Write(w, err)
 		return "auth"
 	}
@@ -225,7 +232,7 @@ func (s *Server) reload(w http.ResponseWriter, r *http.Request, acc *access) {
 		apierror.Write(w, apierror.New(apierror.MethodNotAllowed, "reload needs POST or PUT"))
 		return
 	}
-	if !acc.policy.AllowAll && !fromLoopback(r) {
+	if !acc.policy.AllowAll && (s.opts.ReloadAdminOnly || !fromLoopback(r)) {
 		apierror.Write(w, apierror.New(apierror.Forbidden, "reload is for unrestricted users or from localhost"))
 		return
 	}

@@ -1,0 +1,185 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/promgate/promgate/internal/auth"
+	"github.com/promgate/promgate/internal/config"
+	"github.com/promgate/promgate/internal/server"
+	"github.com/promgate/promgate/internal/webconfig"
+)
+
+// Values of --web.reload.
+const (
+	reloadAdminOrLocalhost = "admin-or-localhost"
+	reloadAdmin            = "admin"
+	reloadOff              = "off"
+)
+
+// loaded is one consistent configuration: the web configuration file,
+// promgate.yml joined by the web file's users, and the state built from
+// them.
+type loaded struct {
+	web *webconfig.Config // nil without --web.config.file
+	cfg *config.Config
+	st  *server.State
+}
+
+// files lists the files the configuration was read from, which the
+// reloader watches.
+func (l *loaded) files(f flags) []string {
+	var fs []string
+	if f.configFile != "" {
+		fs = append(fs, f.configFile)
+	}
+	fs = append(fs, l.web.Files()...)
+	return append(fs, l.cfg.Files()...)
+}
+
+// loadFiles reads the web configuration file and promgate.yml and checks
+// that they fit together.
+func loadFiles(f flags, logger *slog.Logger) (*webconfig.Config, *config.Config, error) {
+	var web *webconfig.Config
+	if f.webConfig != "" {
+		var err error
+		if web, err = webconfig.Load(f.webConfig, logger); err != nil {
+			return nil, nil, err
+		}
+	}
+	cfg, err := loadConfig(f, web)
+	if err != nil {
+		return nil, nil, err
+	}
+	if cfg.Authentication.ClientCertificate != nil && !web.VerifiesClientCertificates() {
+		// Without verification a client certificate proves nothing; the
+		// authenticator refuses unverified certificates anyway, but a
+		// configuration that can never work is better refused at load.
+		return nil, nil, errors.New("authentication.client_certificate needs a web configuration file (--web.config.file) whose tls_server_config has a client_ca_file and client_auth_type VerifyClientCertIfGiven or RequireAndVerifyClientCert")
+	}
+	return web, cfg, nil
+}
+
+// load reads every configuration file and builds the state.
+func load(f flags, bo server.BuildOptions, logger *slog.Logger) (*loaded, error) {
+	web, cfg, err := loadFiles(f, logger)
+	if err != nil {
+		return nil, err
+	}
+	st, err := server.Build(cfg, bo, logger)
+	if err != nil {
+		return nil, err
+	}
+	return &loaded{web: web, cfg: cfg, st: st}, nil
+}
+
+func serveGateway(f flags, logger *slog.Logger) error {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	// Clients reach promgate under the external URL's path; it serves under
+	// the route prefix, which defaults to that path (nginx may strip it).
+	public := ""
+	if f.externalURL != "" {
+		u, err := url.Parse(f.externalURL)
+		if err != nil {
+			return fmt.Errorf("--web.external-url: %w", err)
+		}
+		public = strings.TrimSuffix(u.Path, "/")
+	}
+	prefix := f.routePrefix
+	if prefix == "" {
+		prefix = public
+	}
+	if prefix != "" && !strings.HasPrefix(prefix, "/") {
+		prefix = "/" + prefix
+	}
+	if f.externalURL == "" {
+		public = strings.TrimSuffix(prefix, "/")
+	}
+	bo := server.BuildOptions{
+		MaxBodyBytes: f.maxBody,
+		MaxIdleConns: f.maxIdleConns,
+		PublicPrefix: public,
+		// One Guard for the life of the process: a reload must not reset
+		// the failed-login counts.
+		Auth: auth.Runtime{Guard: auth.NewGuard(), Logger: logger},
+	}
+
+	first, err := load(f, bo, logger)
+	if err != nil {
+		return err
+	}
+	webSrv := webconfig.NewServer(first.web, logger)
+	rl := newReloader(f, bo, logger, reg, webSrv)
+	opts := server.Options{
+		Logger:          logger,
+		RoutePrefix:     prefix,
+		Registry:        reg,
+		Reload:          func() error { return rl.reload("HTTP /-/reload") },
+		ReloadAdminOnly: f.reloadAccess == reloadAdmin,
+	}
+	if f.reloadAccess == reloadOff {
+		opts.Reload = nil
+	}
+	srv := server.New(opts, first.st)
+	rl.start(srv, first)
+
+	httpSrv := &http.Server{
+		Handler:           webSrv.Wrap(srv),
+		ReadHeaderTimeout: f.readHeaderTO,
+		IdleTimeout:       f.idleTO,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-hup:
+				_ = rl.reload("SIGHUP")
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	if f.autoReload > 0 {
+		go rl.watch(ctx, f.autoReload)
+	}
+
+	ln, err := net.Listen("tcp", f.listen)
+	if err != nil {
+		return err
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- webSrv.Serve(httpSrv, ln) }()
+	logger.Info("promgate started", "listen", ln.Addr().String(), "route_prefix", prefix,
+		"web_config", f.webConfig, "auto_reload_interval", f.autoReload)
+	select {
+	case err := <-errc:
+		if errors.Is(err, http.ErrServerClosed) {
+			return nil
+		}
+		return err
+	case <-ctx.Done():
+	}
+	logger.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), f.shutdownTimout)
+	defer cancel()
+	return httpSrv.Shutdown(sctx)
+}
