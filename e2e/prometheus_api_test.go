@@ -41,6 +41,8 @@ const liveRules = `groups:
   - alert: TeamBStatic
     expr: vector(1)
     labels: {team: b}
+  - alert: "alice: CPUbusy"
+    expr: vector(1)
   - record: team:app_requests:sum
     expr: sum by (team) (app_requests_total)
 - name: team-b-only
@@ -112,6 +114,7 @@ scrape_configs:
 	cfg := fmt.Sprintf(`upstreams:
   prometheus:
     url: %s
+    alerts_by_name_prefix: true
 authentication:
   basic_auth_users: {alice: %s, bob: %s, admin: %s}
   trusted_header:
@@ -146,7 +149,7 @@ policies:
 				firing++
 			}
 		}
-		if firing >= 4 {
+		if firing >= 5 {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -206,9 +209,10 @@ func TestPrometheusEndpoints(t *testing.T) {
 	}
 	t.Run("alerts", func(t *testing.T) {
 		for user, want := range map[string][]string{
-			"alice": {"AppUp/a", "TeamAStatic/a"},
+			// "alice: CPUbusy" is alice's by its name (alerts_by_name_prefix).
+			"alice": {"AppUp/a", "TeamAStatic/a", "alice: CPUbusy/"},
 			"bob":   {"AppUp/b", "TeamBStatic/b"},
-			"admin": {"AppUp/a", "AppUp/b", "TeamAStatic/a", "TeamBStatic/b"},
+			"admin": {"AppUp/a", "AppUp/b", "TeamAStatic/a", "TeamBStatic/b", "alice: CPUbusy/"},
 		} {
 			var d struct{ Alerts []labelled }
 			s.getJSON(t, user, "/api/v1/alerts", &d)
@@ -249,7 +253,7 @@ func TestPrometheusEndpoints(t *testing.T) {
 			user, query string
 			want        []string
 		}{
-			{"alice", "", []string{"tenants/AppUp/a", "tenants/TeamAStatic/a"}},
+			{"alice", "", []string{"tenants/AppUp/a", "tenants/TeamAStatic/a", "tenants/alice: CPUbusy/"}},
 			{"bob", "", []string{"team-b-only/b_recording/", "tenants/AppUp/b", "tenants/TeamBStatic/b"}},
 			{"bob", "?type=record", []string{"team-b-only/b_recording/"}},
 			{"bob", "?type=alert", []string{"tenants/AppUp/b", "tenants/TeamBStatic/b"}},

@@ -185,7 +185,9 @@ func loadConfig(f flags, web *webconfig.Config) (*config.Config, error) {
 		return nil, err
 	}
 	cfg := &config.Config{
-		Upstreams: config.Upstreams{Prometheus: &config.Upstream{URL: f.upstreamProm, Timeout: f.upstreamTO}},
+		// As the PromAuthProxy did, alerts named "<identity>: ..." are the
+		// identity's too.
+		Upstreams: config.Upstreams{Prometheus: &config.Upstream{URL: f.upstreamProm, Timeout: f.upstreamTO, AlertsByNamePrefix: true}},
 		Authentication: config.Authentication{
 			TrustedHeader: &config.TrustedHeader{Name: f.injectSource, Prefixes: prefixes},
 			BruteForce:    config.BruteForce{MaxFailures: config.DefaultMaxFailures, Window: config.DefaultFailureWindow},

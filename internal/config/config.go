@@ -53,6 +53,13 @@ type Upstream struct {
 	Headers map[string]string `yaml:"headers"`
 	// Timeout bounds a whole upstream call (default 2m).
 	Timeout time.Duration `yaml:"timeout"`
+	// Receivers (Alertmanager only) decides what /api/v2/receivers shows a
+	// restricted user: "routed" (default: receivers the routing tree can
+	// send the user's alerts to), "all" or "none".
+	Receivers string `yaml:"receivers"`
+	// AlertsByNamePrefix (Prometheus only) also gives a user the alerts
+	// whose name starts with "<user>: ", as the PromAuthProxy did.
+	AlertsByNamePrefix bool `yaml:"alerts_by_name_prefix"`
 
 	// headerTemplates are the templated Headers, parsed by Parse so that
 	// RenderHeaders does not parse them on every request.

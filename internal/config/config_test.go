@@ -23,6 +23,11 @@ var badFixtures = map[string]struct {
 	want    []string
 	notWant []string
 }{
+	"upstream-options.bad.yml": {want: []string{
+		`line 4: upstreams.prometheus.receivers applies to the alertmanager upstream only`,
+		`line 7: upstreams.alertmanager.receivers: "some" is not one of routed, all, none`,
+		`line 8: upstreams.alertmanager.alerts_by_name_prefix applies to the prometheus upstream only`,
+	}},
 	"unknown-key.bad.yml": {want: []string{
 		`line 4: unknown field "ur1" in Upstream`,
 		`line 8: unknown field "polices" in Config`,

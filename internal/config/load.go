@@ -190,6 +190,21 @@ func (v *validator) upstream(where string, u *Upstream, key, n *yaml.Node) {
 		}
 	}
 
+	isAM := strings.HasSuffix(where, "alertmanager")
+	switch r := field(n, "receivers"); {
+	case r == nil:
+		if isAM {
+			u.Receivers = "routed"
+		}
+	case !isAM:
+		v.errorf(lineOf(r, key, n), "%s.receivers applies to the alertmanager upstream only", where)
+	case u.Receivers != "routed" && u.Receivers != "all" && u.Receivers != "none":
+		v.errorf(lineOf(r, key, n), "%s.receivers: %q is not one of routed, all, none", where, u.Receivers)
+	}
+	if p := field(n, "alerts_by_name_prefix"); p != nil && isAM {
+		v.errorf(lineOf(p, key, n), "%s.alerts_by_name_prefix applies to the prometheus upstream only", where)
+	}
+
 	timeoutNode := field(n, "timeout")
 	switch {
 	case u.Timeout == 0:

@@ -18,8 +18,6 @@ import (
 type BuildOptions struct {
 	MaxBodyBytes int64
 	MaxIdleConns int
-	// AlertNamePrefix: alerts named "<user>: ..." are the user's.
-	AlertNamePrefix bool
 	// PublicPrefix is the path clients reach promgate under (the path of
 	// --web.external-url, else the route prefix).
 	PublicPrefix string
@@ -57,7 +55,7 @@ func Build(cfg *config.Config, o BuildOptions, logger *slog.Logger) (*State, err
 		Auth:       a,
 		Policies:   policy.NewSet(cfg.Rules, cfg.Groups),
 		Prometheus: prom,
-		PromAPI:    promapi.New(prom, promapi.Options{MaxBodyBytes: o.MaxBodyBytes, AlertNamePrefix: o.AlertNamePrefix}),
+		PromAPI:    promapi.New(prom, promapi.Options{MaxBodyBytes: o.MaxBodyBytes, AlertNamePrefix: pu.AlertsByNamePrefix}),
 	}
 	if amu := cfg.Upstreams.Alertmanager; amu != nil {
 		u, err := url.Parse(amu.URL)
@@ -76,7 +74,18 @@ func Build(cfg *config.Config, o BuildOptions, logger *slog.Logger) (*State, err
 			return nil, err
 		}
 		st.Alertmanager = am
-		st.AMAPI = alertmanager.New(am, alertmanager.Options{})
+		mode := amu.Receivers
+		if mode == "" {
+			mode = "routed"
+		}
+		receivers, err := alertmanager.ParseReceiversMode(mode)
+		if err != nil {
+			return nil, err
+		}
+		st.AMAPI = alertmanager.New(am, alertmanager.Options{
+			Receivers: receivers,
+			Logger:    logger.With("upstream", "alertmanager"),
+		})
 	}
 	return st, nil
 }
