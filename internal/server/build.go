@@ -3,6 +3,7 @@ package server
 import (
 	"fmt"
 	"log/slog"
+	"net/http"
 	"net/url"
 	"strings"
 
@@ -43,7 +44,8 @@ func Build(cfg *config.Config, o BuildOptions, logger *slog.Logger) (*State, err
 	prom, err := upstream.New(upstream.Options{
 		URL:          u,
 		Timeout:      pu.Timeout,
-		Headers:      pu.Headers,
+		Headers:      headers(pu),
+		HeaderNames:  headerNames(pu),
 		StripHeaders: a.IdentityHeaders(),
 		MaxIdleConns: o.MaxIdleConns,
 		PublicPrefix: o.PublicPrefix,
@@ -65,7 +67,8 @@ func Build(cfg *config.Config, o BuildOptions, logger *slog.Logger) (*State, err
 		am, err := upstream.New(upstream.Options{
 			URL:          u,
 			Timeout:      amu.Timeout,
-			Headers:      amu.Headers,
+			Headers:      headers(amu),
+			HeaderNames:  headerNames(amu),
 			StripHeaders: a.IdentityHeaders(),
 			MaxIdleConns: o.MaxIdleConns,
 			PublicPrefix: strings.TrimSuffix(o.PublicPrefix, "/") + AlertmanagerPrefix,
@@ -88,4 +91,21 @@ func Build(cfg *config.Config, o BuildOptions, logger *slog.Logger) (*State, err
 		})
 	}
 	return st, nil
+}
+
+// headers renders an upstream's configured headers per user; nil when it
+// has none.
+func headers(u *config.Upstream) func(string) (http.Header, error) {
+	if len(u.Headers) == 0 {
+		return nil
+	}
+	return u.RenderHeaders
+}
+
+func headerNames(u *config.Upstream) []string {
+	names := make([]string, 0, len(u.Headers))
+	for name := range u.Headers {
+		names = append(names, name)
+	}
+	return names
 }

@@ -3,7 +3,6 @@
 package upstream
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -13,7 +12,6 @@ import (
 	"net/url"
 	"strings"
 	"sync"
-	"text/template"
 	"time"
 
 	"github.com/promgate/promgate/internal/apierror"
@@ -26,9 +24,12 @@ type Options struct {
 	URL *url.URL
 	// Timeout bounds a whole call, response body included.
 	Timeout time.Duration
-	// Headers are set on every request; values are templates over the
-	// identity ({{ .User }}), for per-tenant headers such as X-Scope-OrgID.
-	Headers map[string]string
+	// Headers renders the headers set on every request for a user, for
+	// per-tenant headers such as X-Scope-OrgID; nil for none.
+	Headers func(user string) (http.Header, error)
+	// HeaderNames are the names Headers sets: a copy sent by the client is
+	// removed even where rendering yields nothing.
+	HeaderNames []string
 	// StripHeaders carry the client's identity (Authorization, the trusted
 	// header); they must not reach the upstream.
 	StripHeaders []string
@@ -44,7 +45,7 @@ type Options struct {
 type Upstream struct {
 	base      *url.URL
 	timeout   time.Duration
-	headers   map[string]*template.Template
+	headers   func(user string) (http.Header, error)
 	strip     []string
 	transport *http.Transport
 	proxy     *httputil.ReverseProxy
@@ -64,7 +65,7 @@ func New(o Options, logger *slog.Logger) (*Upstream, error) {
 	u := &Upstream{
 		base:    o.URL,
 		timeout: o.Timeout,
-		headers: map[string]*template.Template{},
+		headers: o.Headers,
 		logger:  logger,
 		public:  strings.TrimSuffix(o.PublicPrefix, "/"),
 		transport: &http.Transport{
@@ -84,14 +85,9 @@ func New(o Options, logger *slog.Logger) (*Upstream, error) {
 	for _, h := range o.StripHeaders {
 		u.strip = append(u.strip, http.CanonicalHeaderKey(h))
 	}
-	for name, v := range o.Headers {
-		t, err := template.New(name).Option("missingkey=error").Parse(v)
-		if err != nil {
-			return nil, err
-		}
-		u.headers[http.CanonicalHeaderKey(name)] = t
+	for _, h := range o.HeaderNames {
 		// A tenancy header sent by the client must never reach the upstream.
-		u.strip = append(u.strip, http.CanonicalHeaderKey(name))
+		u.strip = append(u.strip, http.CanonicalHeaderKey(h))
 	}
 	u.proxy = &httputil.ReverseProxy{
 		Rewrite:        u.rewrite,
@@ -112,7 +108,12 @@ func (u *Upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// a body still being streamed upstream (unrestricted POSTs) would be
 	// cut and the upstream connection torn down mid-answer (golang/go#40747).
 	_ = http.NewResponseController(w).EnableFullDuplex()
-	u.proxy.ServeHTTP(w, r.WithContext(ctx))
+	out := r.WithContext(ctx)
+	if err := u.setHeaders(out); err != nil {
+		apierror.Write(w, err)
+		return
+	}
+	u.proxy.ServeHTTP(w, out)
 }
 
 // Do sends r upstream and returns the response, for callers that must read
@@ -121,7 +122,10 @@ func (u *Upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (u *Upstream) Do(r *http.Request) (*http.Response, error) {
 	out := r.Clone(r.Context())
 	out.RequestURI = ""
-	u.prepare(out, r)
+	if err := u.setHeaders(out); err != nil {
+		return nil, err
+	}
+	u.point(out)
 	resp, err := u.transport.RoundTrip(out)
 	if err != nil {
 		return nil, classify(r.Context(), err)
@@ -135,13 +139,12 @@ func (u *Upstream) WithTimeout(ctx context.Context) (context.Context, context.Ca
 }
 
 func (u *Upstream) rewrite(pr *httputil.ProxyRequest) {
-	u.prepare(pr.Out, pr.In)
+	u.point(pr.Out)
 	pr.SetXForwarded()
 }
 
-// prepare points out at the upstream and sets its headers. in is the
-// request as promgate received it (for the identity in its context).
-func (u *Upstream) prepare(out, in *http.Request) {
+// point aims out at the upstream.
+func (u *Upstream) point(out *http.Request) {
 	path, rawQuery := out.URL.Path, out.URL.RawQuery
 	out.URL = &url.URL{
 		Scheme:   u.base.Scheme,
@@ -151,22 +154,31 @@ func (u *Upstream) prepare(out, in *http.Request) {
 		RawQuery: rawQuery,
 	}
 	out.Host = u.base.Host
+}
+
+// setHeaders removes the client's identity headers from r (a request of
+// promgate's own, never shared) and sets the tenancy headers. A tenancy
+// header that cannot be rendered fails the request: forwarding without it
+// could give the upstream no tenant at all.
+func (u *Upstream) setHeaders(r *http.Request) error {
+	r.Header = r.Header.Clone()
 	for _, h := range u.strip {
-		out.Header.Del(h)
+		r.Header.Del(h)
 	}
-	out.Header.Del("Cookie")
-	if len(u.headers) > 0 {
-		id, _ := identity.FromContext(in.Context())
-		var buf bytes.Buffer
-		for name, t := range u.headers {
-			buf.Reset()
-			if err := t.Execute(&buf, struct{ User string }{id.User}); err != nil {
-				u.logger.Error("upstream header template failed", "header", name, "err", err)
-				continue
-			}
-			out.Header.Set(name, buf.String())
-		}
+	r.Header.Del("Cookie")
+	if u.headers == nil {
+		return nil
 	}
+	id, _ := identity.FromContext(r.Context())
+	h, err := u.headers(id.User)
+	if err != nil {
+		u.logger.Error("upstream headers could not be rendered", "user", id.User, "err", err)
+		return apierror.New(apierror.Internal, "the upstream headers for this user could not be rendered")
+	}
+	for name, vs := range h {
+		r.Header[http.CanonicalHeaderKey(name)] = vs
+	}
+	return nil
 }
 
 // modifyResponse moves redirects to the upstream's own paths (Prometheus

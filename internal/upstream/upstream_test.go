@@ -2,6 +2,7 @@ package upstream
 
 import (
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -25,8 +26,11 @@ func TestForwardedHeaders(t *testing.T) {
 	defer srv.Close()
 	base, _ := url.Parse(srv.URL + "/base/")
 	u, err := New(Options{
-		URL:          base,
-		Headers:      map[string]string{"X-Scope-OrgID": "{{ .User }}"},
+		URL: base,
+		Headers: func(user string) (http.Header, error) {
+			return http.Header{"X-Scope-Orgid": {user}}, nil
+		},
+		HeaderNames:  []string{"X-Scope-OrgID"},
 		StripHeaders: []string{"Authorization", "X-Prom-User"},
 	}, slog.New(slog.DiscardHandler))
 	if err != nil {
@@ -135,5 +139,22 @@ func TestRedirectsUnderPublicPrefix(t *testing.T) {
 		if got := rec.Header().Get("Location"); got != tc.want {
 			t.Errorf("base %q public %q: Location %q -> %q, want %q", tc.base, tc.public, tc.location, got, tc.want)
 		}
+	}
+}
+
+func TestUnrenderableTenancyHeaderFailsClosed(t *testing.T) {
+	reached := false
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { reached = true }))
+	defer srv.Close()
+	base, _ := url.Parse(srv.URL)
+	u, _ := New(Options{
+		URL:         base,
+		Headers:     func(string) (http.Header, error) { return nil, errors.New("control characters") },
+		HeaderNames: []string{"X-Scope-OrgID"},
+	}, slog.New(slog.DiscardHandler))
+	rec := httptest.NewRecorder()
+	u.ServeHTTP(rec, httptest.NewRequest("GET", "/api/v1/query", nil))
+	if rec.Code != 500 || reached {
+		t.Errorf("status %d, upstream reached %v: want 500 and no upstream request", rec.Code, reached)
 	}
 }
