@@ -53,6 +53,15 @@ func errRequired(field string) *schemaError {
 	return newSchemaError(http.StatusUnprocessableEntity, codeRequired, "%s in body is required", field)
 }
 
+// WriteError answers err in Alertmanager's format, for errors promgate
+// raises before a request reaches this package (authentication, policy).
+func WriteError(w http.ResponseWriter, err error) {
+	if apierror.Wrap(apierror.Internal, err).Type == apierror.Unauthorized {
+		w.Header().Set("WWW-Authenticate", `Basic realm="`+apierror.Realm+`"`)
+	}
+	writeError(w, err)
+}
+
 // writeError answers err in Alertmanager's format. Untyped errors are
 // internal errors.
 func writeError(w http.ResponseWriter, err error) {

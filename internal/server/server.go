@@ -159,7 +159,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) string {
 		if secs, ok := auth.RetryAfter(err); ok {
 			w.Header().Set("Retry-After", strconv.Itoa(secs))
 		}
-		apierror.Write(w, err)
+		writeError(w, path, err)
 		return "auth"
 	}
 	id.Groups = st.Policies.Groups(id)
@@ -169,7 +169,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) string {
 			err = apierror.New(apierror.Forbidden, "user %q: %v", id.User, err)
 		}
 		s.opts.Logger.Info("request refused", "user", id.User, "path", path, "reason", err.Error())
-		apierror.Write(w, err)
+		writeError(w, path, err)
 		return "policy"
 	}
 	r = r.WithContext(identity.NewContext(r.Context(), id))
@@ -201,6 +201,16 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) string {
 	}
 	st.PromAPI.Handle(w, r, path, acc.enforcer)
 	return routeName(path)
+}
+
+// writeError answers err in the format of the API the path belongs to, so
+// that amtool shows promgate's refusals as it shows Alertmanager's.
+func writeError(w http.ResponseWriter, path string, err error) {
+	if _, ok := alertmanagerPath(path); ok {
+		alertmanager.WriteError(w, err)
+		return
+	}
+	apierror.Write(w, err)
 }
 
 // AlertmanagerPrefix is where Alertmanager is served, under promgate's own

@@ -61,6 +61,7 @@ policies:
 		{"restricted default deny", "alice", "/prometheus/api/v1/status/flags", 403, "", "not available"},
 		{"admin passes as asked", "root", "/prometheus/api/v1/status/flags?x=1", 200, "/api/v1/status/flags?x=1", "success"},
 		{"whoami", "alice", "/prometheus/-/whoami", 200, "", `"selectors":["{team=\"a\"}"]`},
+		{"alertmanager paths answer in Alertmanager's format", "", "/prometheus/alertmanager/api/v2/alerts", 401, "", `"authentication required"`},
 		{"no alertmanager configured", "alice", "/prometheus/alertmanager/api/v2/alerts", 404, "", "no Alertmanager"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
