@@ -14,6 +14,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -64,6 +65,43 @@ func run(duration time.Duration) error {
 		return err
 	}
 
+	amAddr := addr(9093)
+	amCfg := filepath.Join(dir, "alertmanager.yml")
+	if err := os.WriteFile(amCfg, []byte(`route: {receiver: default, group_by: [team]}
+receivers: [{name: default}]
+`), 0o644); err != nil {
+		return err
+	}
+	am := exec.Command("prometheus-alertmanager", "--config.file="+amCfg, "--storage.path="+filepath.Join(dir, "am"),
+		"--web.listen-address="+amAddr, "--cluster.listen-address=")
+	am.Stdout, am.Stderr = logFile(dir, "alertmanager.log"), logFile(dir, "alertmanager.log")
+	if err := am.Start(); err != nil {
+		return fmt.Errorf("starting alertmanager: %w", err)
+	}
+	defer stop(am)
+	if err := waitReady("http://" + amAddr + "/-/ready"); err != nil {
+		return err
+	}
+	alerts := `[{"labels":{"alertname":"HighLatency","team":"a","severity":"warning"}},
+{"labels":{"alertname":"DiskFull","team":"b","severity":"critical"}},
+{"labels":{"alertname":"NodeDown","team":"c","severity":"critical"}}]`
+	postAlerts := func() error {
+		resp, err := http.Post("http://"+amAddr+"/api/v2/alerts", "application/json", strings.NewReader(alerts))
+		if err != nil {
+			return err
+		}
+		return resp.Body.Close()
+	}
+	if err := postAlerts(); err != nil {
+		return err
+	}
+	// Alerts resolve after 5 minutes unless sent again, as Prometheus does.
+	go func() {
+		for range time.Tick(time.Minute) {
+			_ = postAlerts()
+		}
+	}()
+
 	users := map[string]string{"alice": "alice-password", "bob": "bob-password", "admin": "admin-password"}
 	hashes := map[string]string{}
 	for u, p := range users {
@@ -75,6 +113,8 @@ func run(duration time.Duration) error {
 	}
 	cfg := fmt.Sprintf(`upstreams:
   prometheus:
+    url: http://%s
+  alertmanager:
     url: http://%s
 authentication:
   basic_auth_users:
@@ -91,7 +131,7 @@ policies:
   - name: admins
     subjects: ["user:admin"]
     allow_all: true
-`, promAddr, hashes["alice"], hashes["bob"], hashes["admin"])
+`, promAddr, amAddr, hashes["alice"], hashes["bob"], hashes["admin"])
 	cfgFile := filepath.Join(dir, "promgate.yml")
 	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
 		return err
@@ -116,6 +156,7 @@ policies:
 	g := "http://" + gateAddr
 	fmt.Printf(`
 promgate is running on %[1]s in front of Prometheus on http://%[2]s
+and Alertmanager on http://%[5]s (served at %[1]s/alertmanager)
 config: %[3]s
 The data ends at %[4]s (unix time), so queries pass time=%[4]s.
 
@@ -125,6 +166,11 @@ The data ends at %[4]s (unix time), so queries pass time=%[4]s.
   curl -s -u admin:admin-password '%[1]s/api/v1/query' --data-urlencode 'query=count by (team) (up)' -d time=%[4]s
   curl -s -u bob:bob-password '%[1]s/api/v1/label/team/values'
   curl -s -u alice:alice-password '%[1]s/api/v1/series' --data-urlencode 'match[]=up'
+  # Alertmanager: each sees only their alerts and silences
+  curl -s -u alice:alice-password '%[1]s/alertmanager/api/v2/alerts'
+  printf 'basic_auth: {username: bob, password: bob-password}\n' > /tmp/amtool-bob.yml
+  amtool --alertmanager.url=%[1]s/alertmanager --http.config.file=/tmp/amtool-bob.yml alert query
+  amtool --alertmanager.url=%[1]s/alertmanager --http.config.file=/tmp/amtool-bob.yml silence add alertname=DiskFull -c 'looking' -d 1h
   # what promgate made of the query, and who you are
   curl -s -u bob:bob-password '%[1]s/-/whoami'
   # refused: no credentials, another tenant's admin API, a broken query
@@ -133,7 +179,7 @@ The data ends at %[4]s (unix time), so queries pass time=%[4]s.
   curl -s -u alice:alice-password '%[1]s/api/v1/query?query=sum('
 
 Press Ctrl-C to stop.
-`, g, promAddr, cfgFile, at)
+`, g, promAddr, cfgFile, at, amAddr)
 
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer cancel()
