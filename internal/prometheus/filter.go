@@ -1,6 +1,7 @@
 package prometheus
 
 import (
+	"bytes"
 	"compress/gzip"
 	"encoding/json"
 	"io"
@@ -9,6 +10,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/promgate/promgate/internal/apierror"
 	"github.com/promgate/promgate/internal/identity"
@@ -17,8 +19,10 @@ import (
 
 // Endpoints whose answers list objects with labels (alerts, rules, targets,
 // metadata) are filtered: promgate reads the whole answer, keeps what the
-// policy allows and re-encodes only data; status, warnings and infos stay as
-// Prometheus sent them.
+// policy allows and replaces only data; status, warnings and infos stay as
+// Prometheus sent them. The objects kept are copied byte for byte; only
+// their label sets are decoded (see jsonscan.go), so filtering costs little
+// more than reading the answer.
 
 var (
 	alertsParams   = params{}
@@ -35,11 +39,28 @@ type labelSet = map[string]string
 type fetched struct {
 	code int
 	raw  []byte
-	env  apiResponse
+	buf  *bytes.Buffer // holds raw; back to the pool with release
+}
+
+func (f *fetched) release() {
+	putBuffer(f.buf)
+	f.buf, f.raw = nil, nil
+}
+
+// maxPooledBuffer bounds the buffers kept for the next answer.
+const maxPooledBuffer = 4 << 20
+
+var buffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+func putBuffer(b *bytes.Buffer) {
+	if b != nil && b.Cap() <= maxPooledBuffer {
+		b.Reset()
+		buffers.Put(b)
+	}
 }
 
 // fetch sends a rebuilt request upstream and reads its answer for
-// filtering, uncompressed.
+// filtering, uncompressed. The caller releases it.
 func (a *API) fetch(r *http.Request, path string, vs url.Values) (*fetched, error) {
 	req := rebuild(r, path, vs)
 	// Ask for an identity-encoded answer: promgate must read it.
@@ -49,44 +70,195 @@ func (a *API) fetch(r *http.Request, path string, vs url.Values) (*fetched, erro
 		return nil, err
 	}
 	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxMergeBytes))
-	if err != nil {
+	buf := buffers.Get().(*bytes.Buffer)
+	if resp.ContentLength > 0 && resp.ContentLength <= maxMergeBytes {
+		buf.Grow(int(resp.ContentLength))
+	}
+	f := &fetched{code: resp.StatusCode, buf: buf}
+	if _, err := buf.ReadFrom(io.LimitReader(resp.Body, maxMergeBytes)); err != nil {
+		f.release()
 		return nil, apierror.New(apierror.Upstream, "reading upstream answer: %v", err)
 	}
-	f := &fetched{code: resp.StatusCode, raw: raw}
-	if err := json.Unmarshal(raw, &f.env); err != nil {
-		return nil, apierror.New(apierror.Upstream, "upstream answered status %d with an unreadable body", resp.StatusCode)
-	}
+	f.raw = buf.Bytes()
 	return f, nil
 }
 
+// envelope is what filterEnvelope made of an answer.
+type envelope int
+
+const (
+	asIs     envelope = iota // not a success: passed on as the upstream gave it
+	filtered                 // success: written with its data filtered
+	rebuilt                  // to be written anew: see answerRebuilt
+)
+
+// filterEnvelope appends raw to out with its data filtered, in one pass:
+// everything but data stays as the upstream wrote it. Status and data are
+// found as encoding/json decodes them into apiResponse: keys matched
+// without regard to case, the last of several winning. A syntax error
+// anywhere is an unreadable answer (isSyntax); an error of the data's shape
+// counts only for a successful answer.
+func filterEnvelope(out, raw []byte, filter dataFilter) ([]byte, envelope, error) {
+	start := skipSpace(raw, 0)
+	if start >= len(raw) {
+		return out, asIs, errJSONEnd
+	}
+	var end int
+	var err error
+	switch raw[start] {
+	case 'n':
+		// null decodes as an answer without status.
+		if end, err = skipLiteral(raw, start, "null"); err == nil && skipSpace(raw, end) != len(raw) {
+			err = jsonSyntax(raw, skipSpace(raw, end), "after top-level value")
+		}
+		return out, asIs, err
+	case '{':
+	default:
+		return out, asIs, &syntaxError{"the answer is not an object"}
+	}
+	var (
+		status             string
+		copied             int
+		seen, rebuild      bool
+		statusErr, dataErr error
+		keys               []string
+	)
+	end, err = walkObject(raw, start, func(ks, ke int, escaped bool, vs int) (int, error) {
+		key, err := stringValue(raw, ks, ke, escaped)
+		if err != nil {
+			return vs, err
+		}
+		// A key given twice, or status or data spelt otherwise (which
+		// encoding/json accepts): the envelope is written anew, each key
+		// once and spelt as Prometheus does.
+		for _, k := range keys {
+			if strings.EqualFold(k, key) {
+				rebuild = true
+			}
+		}
+		keys = append(keys, key)
+		if (strings.EqualFold(key, "status") || strings.EqualFold(key, "data")) && key != "status" && key != "data" {
+			rebuild = true
+		}
+		switch {
+		case strings.EqualFold(key, "status"):
+			s, e, err := stringAt(raw, vs)
+			if raw[vs] != 'n' {
+				status = s
+			}
+			if err != nil && !isSyntax(err) {
+				statusErr, err = err, nil
+			}
+			return e, err
+		case strings.EqualFold(key, "data") && !seen:
+			seen = true
+			out = append(out, raw[copied:vs]...)
+			mark := len(out)
+			o, e, err := filter(out, raw[vs:])
+			if err == nil || isSyntax(err) {
+				out, copied = o, vs+e
+				return vs + e, err
+			}
+			// Not the data expected; the rest of it must still be
+			// JSON.
+			dataErr, out = err, out[:mark]
+			e, err = skipValue(raw, vs)
+			copied = e
+			return e, err
+		}
+		return skipValue(raw, vs)
+	})
+	if err == nil && skipSpace(raw, end) != len(raw) {
+		err = jsonSyntax(raw, skipSpace(raw, end), "after top-level value")
+	}
+	switch {
+	case err != nil:
+		return out, asIs, err
+	case statusErr != nil:
+		// encoding/json could not decode the envelope.
+		return out, asIs, &syntaxError{statusErr.Error()}
+	case status != "success":
+		return out, asIs, nil
+	case rebuild:
+		return out, rebuilt, nil
+	case !seen:
+		return out, filtered, errMissing
+	case dataErr != nil:
+		return out, filtered, dataErr
+	}
+	return append(out, raw[copied:]...), filtered, nil
+}
+
 // filtered runs an endpoint whose answer is filtered: fetch, then, on
-// success, replace data with what filter returns.
-func (a *API) filtered(w http.ResponseWriter, r *http.Request, path string, vs url.Values, filter func(json.RawMessage) (any, error)) error {
+// success, replace data with what filter makes of it.
+func (a *API) filtered(w http.ResponseWriter, r *http.Request, path string, vs url.Values, filter dataFilter) error {
 	ctx, cancel := a.up.WithTimeout(r.Context())
 	defer cancel()
 	f, err := a.fetch(r.WithContext(ctx), path, vs)
 	if err != nil {
 		return err
 	}
-	if f.env.Status != "success" {
+	defer f.release()
+	return a.answerFiltered(w, r, path, f, filter)
+}
+
+func (a *API) answerFiltered(w http.ResponseWriter, r *http.Request, path string, f *fetched, filter dataFilter) error {
+	buf := buffers.Get().(*bytes.Buffer)
+	defer putBuffer(buf)
+	buf.Grow(len(f.raw))
+	out, env, err := filterEnvelope(buf.Bytes()[:0], f.raw, filter)
+	switch {
+	case err != nil && isSyntax(err):
+		return apierror.New(apierror.Upstream, "upstream answered status %d with an unreadable body", f.code)
+	case err != nil:
+		return apierror.New(apierror.Upstream, "unexpected upstream answer on %s: %v", path, err)
+	case env == asIs:
 		writeJSON(w, r, f.code, f.raw)
-		return nil
+	case env == rebuilt:
+		return a.answerRebuilt(w, r, path, f, filter)
+	default:
+		writeJSON(w, r, http.StatusOK, out)
 	}
-	data, err := filter(f.env.Data)
+	return nil
+}
+
+// answerRebuilt handles an envelope with a key given twice (several data
+// members) or spelt otherwise: decoded and encoded again, so that each key
+// is there once and only the filtered data remains.
+func (a *API) answerRebuilt(w http.ResponseWriter, r *http.Request, path string, f *fetched, filter dataFilter) error {
+	var env apiResponse
+	if err := json.Unmarshal(f.raw, &env); err != nil {
+		return apierror.New(apierror.Upstream, "upstream answered status %d with an unreadable body", f.code)
+	}
+	if len(env.Data) == 0 {
+		return apierror.New(apierror.Upstream, "unexpected upstream answer on %s: %v", path, errMissing)
+	}
+	data, _, err := filter(nil, env.Data)
 	if err != nil {
 		return apierror.New(apierror.Upstream, "unexpected upstream answer on %s: %v", path, err)
 	}
-	f.env.Data, err = json.Marshal(data)
-	if err != nil {
-		return apierror.Wrap(apierror.Internal, err)
-	}
-	out, err := json.Marshal(f.env)
+	env.Data = data
+	out, err := json.Marshal(env)
 	if err != nil {
 		return apierror.Wrap(apierror.Internal, err)
 	}
 	writeJSON(w, r, http.StatusOK, out)
 	return nil
+}
+
+// envelopeData returns the data of a successful answer, for the label
+// values metadata reads.
+func envelopeData(raw []byte) (data []byte, success bool, err error) {
+	var at, end int
+	_, env, err := filterEnvelope(nil, raw, func(out, b []byte) ([]byte, int, error) {
+		e, err := skipValue(b, 0)
+		at, end = len(raw)-len(b), e
+		return out, e, err
+	})
+	if err != nil || env != filtered {
+		return nil, false, err
+	}
+	return raw[at : at+end], true, nil
 }
 
 // writeJSON answers body, gzip-compressed when the client accepts it.
@@ -97,15 +269,21 @@ func writeJSON(w http.ResponseWriter, r *http.Request, code int, body []byte) {
 		h.Set("Content-Encoding", "gzip")
 		h.Add("Vary", "Accept-Encoding")
 		w.WriteHeader(code)
-		gz := gzip.NewWriter(w)
+		gz := gzipWriters.Get().(*gzip.Writer)
+		gz.Reset(w)
 		_, _ = gz.Write(body)
 		_ = gz.Close()
+		gz.Reset(io.Discard)
+		gzipWriters.Put(gz)
 		return
 	}
 	h.Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(code)
 	_, _ = w.Write(body)
 }
+
+// gzipWriters are reused: a new writer allocates about a megabyte.
+var gzipWriters = sync.Pool{New: func() any { return gzip.NewWriter(io.Discard) }}
 
 func acceptsGzip(r *http.Request) bool {
 	for _, part := range strings.Split(r.Header.Get("Accept-Encoding"), ",") {
@@ -117,169 +295,15 @@ func acceptsGzip(r *http.Request) bool {
 	return false
 }
 
-// alert is an alert of /api/v1/alerts and of rules; fields promgate does
-// not read are kept verbatim.
-type alert struct {
-	Labels labelSet `json:"labels"`
-	rest   map[string]json.RawMessage
-}
-
-func (x *alert) UnmarshalJSON(b []byte) error { return splitLabels(b, "labels", &x.Labels, &x.rest) }
-func (x alert) MarshalJSON() ([]byte, error)  { return joinLabels(x.rest, "labels", x.Labels) }
-
-// splitLabels decodes an object keeping one label-set field apart and the
-// others raw, so that re-encoding changes nothing promgate did not filter.
-func splitLabels(b []byte, key string, lbls *labelSet, rest *map[string]json.RawMessage) error {
-	if err := json.Unmarshal(b, rest); err != nil {
-		return err
-	}
-	if raw, ok := (*rest)[key]; ok {
-		if err := json.Unmarshal(raw, lbls); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func joinLabels(rest map[string]json.RawMessage, key string, lbls labelSet) ([]byte, error) {
-	out := make(map[string]json.RawMessage, len(rest))
-	for k, v := range rest {
-		out[k] = v
-	}
-	if lbls != nil {
-		b, err := json.Marshal(lbls)
-		if err != nil {
-			return nil, err
-		}
-		out[key] = b
-	}
-	return json.Marshal(out)
-}
-
-func filterAlerts(in []alert, allow func(labelSet) bool) []alert {
-	out := make([]alert, 0, len(in))
-	for _, x := range in {
-		if allow(x.Labels) {
-			out = append(out, x)
-		}
-	}
-	return out
-}
-
 func (a *API) alerts(w http.ResponseWriter, r *http.Request, path string, p params, enf *promql.Enforcer) error {
 	vs, err := readForm(r, p, a.maxBody)
 	if err != nil {
 		return err
 	}
 	allow := a.alertAllow(r, enf)
-	return a.filtered(w, r, path, vs, func(data json.RawMessage) (any, error) {
-		var d struct {
-			Alerts []alert `json:"alerts"`
-		}
-		if err := json.Unmarshal(data, &d); err != nil {
-			return nil, err
-		}
-		d.Alerts = filterAlerts(d.Alerts, allow)
-		return d, nil
+	return a.filtered(w, r, path, vs, func(out, b []byte) ([]byte, int, error) {
+		return filterAlertsData(out, b, allow)
 	})
-}
-
-// rule is a rule of /api/v1/rules.
-type rule struct {
-	Labels labelSet
-	Name   string
-	Type   string
-	Alerts []alert
-	rest   map[string]json.RawMessage
-}
-
-func (x *rule) UnmarshalJSON(b []byte) error {
-	if err := splitLabels(b, "labels", &x.Labels, &x.rest); err != nil {
-		return err
-	}
-	for key, dst := range map[string]any{"name": &x.Name, "type": &x.Type, "alerts": &x.Alerts} {
-		if raw, ok := x.rest[key]; ok {
-			if err := json.Unmarshal(raw, dst); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
-}
-
-func (x rule) MarshalJSON() ([]byte, error) {
-	rest := x.rest
-	if _, ok := rest["alerts"]; ok {
-		b, err := json.Marshal(x.Alerts)
-		if err != nil {
-			return nil, err
-		}
-		rest = make(map[string]json.RawMessage, len(x.rest))
-		for k, v := range x.rest {
-			rest[k] = v
-		}
-		rest["alerts"] = b
-	}
-	return joinLabels(rest, "labels", x.Labels)
-}
-
-type ruleGroup struct {
-	Rules []rule
-	rest  map[string]json.RawMessage
-}
-
-func (g *ruleGroup) UnmarshalJSON(b []byte) error {
-	if err := json.Unmarshal(b, &g.rest); err != nil {
-		return err
-	}
-	return json.Unmarshal(g.rest["rules"], &g.Rules)
-}
-
-func (g ruleGroup) MarshalJSON() ([]byte, error) {
-	rules, err := json.Marshal(g.Rules)
-	if err != nil {
-		return nil, err
-	}
-	out := make(map[string]json.RawMessage, len(g.rest))
-	for k, v := range g.rest {
-		out[k] = v
-	}
-	out["rules"] = rules
-	return json.Marshal(out)
-}
-
-// filterRules keeps a rule when the series it produces are the tenant's
-// (its labels, with its name as __name__ for a recording rule) or when one
-// of its alerts is; of a kept rule only the tenant's alerts are shown.
-// Groups left empty are dropped.
-func filterRules(groups []ruleGroup, allow func(labelSet) bool) []ruleGroup {
-	out := make([]ruleGroup, 0, len(groups))
-	for _, g := range groups {
-		var kept []rule
-		for _, ru := range g.Rules {
-			own := ru.Labels
-			if ru.Type == "recording" {
-				own = make(labelSet, len(ru.Labels)+1)
-				for k, v := range ru.Labels {
-					own[k] = v
-				}
-				own["__name__"] = ru.Name
-			}
-			alerts := filterAlerts(ru.Alerts, allow)
-			if !allow(own) && len(alerts) == 0 {
-				continue
-			}
-			if ru.Alerts != nil {
-				ru.Alerts = alerts
-			}
-			kept = append(kept, ru)
-		}
-		if len(kept) > 0 {
-			g.Rules = kept
-			out = append(out, g)
-		}
-	}
-	return out
 }
 
 func (a *API) rules(w http.ResponseWriter, r *http.Request, path string, p params, enf *promql.Enforcer) error {
@@ -288,51 +312,9 @@ func (a *API) rules(w http.ResponseWriter, r *http.Request, path string, p param
 		return err
 	}
 	allow := a.alertAllow(r, enf)
-	return a.filtered(w, r, path, vs, func(data json.RawMessage) (any, error) {
-		var d map[string]json.RawMessage
-		if err := json.Unmarshal(data, &d); err != nil {
-			return nil, err
-		}
-		var groups []ruleGroup
-		if err := json.Unmarshal(d["groups"], &groups); err != nil {
-			return nil, err
-		}
-		b, err := json.Marshal(filterRules(groups, allow))
-		if err != nil {
-			return nil, err
-		}
-		d["groups"] = b
-		return d, nil
+	return a.filtered(w, r, path, vs, func(out, b []byte) ([]byte, int, error) {
+		return filterRulesData(out, b, allow)
 	})
-}
-
-// target is an active or dropped target.
-type target struct {
-	Labels     labelSet
-	Discovered labelSet
-	rest       map[string]json.RawMessage
-}
-
-func (x *target) UnmarshalJSON(b []byte) error {
-	if err := splitLabels(b, "labels", &x.Labels, &x.rest); err != nil {
-		return err
-	}
-	if raw, ok := x.rest["discoveredLabels"]; ok {
-		return json.Unmarshal(raw, &x.Discovered)
-	}
-	return nil
-}
-
-func (x target) MarshalJSON() ([]byte, error) { return joinLabels(x.rest, "labels", x.Labels) }
-
-// visible decides on a target's labels, the labels its series carry. A
-// dropped target has only its discovered labels (static labels of the
-// configuration among them); without any it is nobody's.
-func (x target) visible(allow func(labelSet) bool) bool {
-	if x.Labels != nil {
-		return allow(x.Labels)
-	}
-	return x.Discovered != nil && allow(x.Discovered)
 }
 
 func (a *API) targets(w http.ResponseWriter, r *http.Request, path string, p params, enf *promql.Enforcer) error {
@@ -341,57 +323,10 @@ func (a *API) targets(w http.ResponseWriter, r *http.Request, path string, p par
 		return err
 	}
 	allow := allowFunc(enf)
-	return a.filtered(w, r, path, vs, func(data json.RawMessage) (any, error) {
-		var d map[string]json.RawMessage
-		if err := json.Unmarshal(data, &d); err != nil {
-			return nil, err
-		}
-		for _, key := range []string{"activeTargets", "droppedTargets"} {
-			raw, ok := d[key]
-			if !ok {
-				continue
-			}
-			var ts []target
-			if err := json.Unmarshal(raw, &ts); err != nil {
-				return nil, err
-			}
-			kept := make([]target, 0, len(ts))
-			for _, t := range ts {
-				if t.visible(allow) {
-					kept = append(kept, t)
-				}
-			}
-			b, err := json.Marshal(kept)
-			if err != nil {
-				return nil, err
-			}
-			d[key] = b
-		}
-		// Counts of dropped targets per pool (newer Prometheus) would
-		// tell what other tenants run.
-		delete(d, "droppedTargetCounts")
-		return d, nil
+	return a.filtered(w, r, path, vs, func(out, b []byte) ([]byte, int, error) {
+		return filterTargetsData(out, b, allow)
 	})
 }
-
-// targetMetadata is an entry of /api/v1/targets/metadata.
-type targetMetadata struct {
-	Target labelSet
-	Metric string
-	rest   map[string]json.RawMessage
-}
-
-func (x *targetMetadata) UnmarshalJSON(b []byte) error {
-	if err := splitLabels(b, "target", &x.Target, &x.rest); err != nil {
-		return err
-	}
-	if raw, ok := x.rest["metric"]; ok {
-		return json.Unmarshal(raw, &x.Metric)
-	}
-	return nil
-}
-
-func (x targetMetadata) MarshalJSON() ([]byte, error) { return joinLabels(x.rest, "target", x.Target) }
 
 func (a *API) targetsMetadata(w http.ResponseWriter, r *http.Request, path string, p params, enf *promql.Enforcer) error {
 	vs, err := readForm(r, p, a.maxBody)
@@ -403,27 +338,8 @@ func (a *API) targetsMetadata(w http.ResponseWriter, r *http.Request, path strin
 		return err
 	}
 	allow := allowFunc(enf)
-	return a.filtered(w, r, path, vs, func(data json.RawMessage) (any, error) {
-		var entries []targetMetadata
-		if err := json.Unmarshal(data, &entries); err != nil {
-			return nil, err
-		}
-		kept := make([]targetMetadata, 0, len(entries))
-		for _, e := range entries {
-			// The series of this metric from this target carry the
-			// target's labels and the metric's name.
-			lbls := make(labelSet, len(e.Target)+1)
-			for k, v := range e.Target {
-				lbls[k] = v
-			}
-			if e.Metric != "" {
-				lbls["__name__"] = e.Metric
-			}
-			if allow(lbls) && (limit <= 0 || len(kept) < limit) {
-				kept = append(kept, e)
-			}
-		}
-		return kept, nil
+	return a.filtered(w, r, path, vs, func(out, b []byte) ([]byte, int, error) {
+		return filterTargetsMetadataData(out, b, allow, limit)
 	})
 }
 
@@ -450,22 +366,31 @@ func (a *API) metadata(w http.ResponseWriter, r *http.Request, path string, p pa
 	if err != nil {
 		return err
 	}
-	if f.env.Status != "success" {
+	defer f.release()
+	data, success, err := envelopeData(f.raw)
+	if err != nil {
+		return apierror.New(apierror.Upstream, "upstream answered status %d with an unreadable body", f.code)
+	}
+	if !success {
 		writeJSON(w, r, f.code, f.raw)
 		return nil
 	}
 	var own []string
-	if err := json.Unmarshal(f.env.Data, &own); err != nil {
+	if err := json.Unmarshal(data, &own); err != nil {
 		return apierror.New(apierror.Upstream, "unexpected upstream answer: %v", err)
 	}
 	mine := make(map[string]bool, len(own))
 	for _, n := range own {
 		mine[n] = true
 	}
-	return a.filtered(w, r.WithContext(ctx), path, vs, func(data json.RawMessage) (any, error) {
+	return a.filtered(w, r.WithContext(ctx), path, vs, func(out, b []byte) ([]byte, int, error) {
+		end, err := skipValue(b, 0)
+		if err != nil {
+			return out, end, err
+		}
 		var d map[string]json.RawMessage
-		if err := json.Unmarshal(data, &d); err != nil {
-			return nil, err
+		if err := json.Unmarshal(b[:end], &d); err != nil {
+			return out, end, err
 		}
 		kept := 0
 		for _, name := range sortedNames(d) {
@@ -475,22 +400,23 @@ func (a *API) metadata(w http.ResponseWriter, r *http.Request, path string, p pa
 			}
 			kept++
 		}
-		return d, nil
+		data, err := json.Marshal(d)
+		return append(out, data...), end, err
 	})
 }
 
-func allowFunc(enf *promql.Enforcer) func(labelSet) bool { return enf.Visible }
+func allowFunc(enf *promql.Enforcer) visibleFunc { return enf.VisibleFunc }
 
 // alertAllow decides on alerts; with the PromAuthProxy-compatible option,
 // an alert whose name starts with "<user>: " is also the user's.
-func (a *API) alertAllow(r *http.Request, enf *promql.Enforcer) func(labelSet) bool {
+func (a *API) alertAllow(r *http.Request, enf *promql.Enforcer) visibleFunc {
 	if !a.opts.AlertNamePrefix {
-		return enf.Visible
+		return enf.VisibleFunc
 	}
 	id, _ := identity.FromContext(r.Context())
 	prefix := id.User + ": "
-	return func(l labelSet) bool {
-		return enf.Visible(l) || (id.User != "" && strings.HasPrefix(l["alertname"], prefix))
+	return func(get func(string) string) bool {
+		return enf.VisibleFunc(get) || (id.User != "" && strings.HasPrefix(get("alertname"), prefix))
 	}
 }
 

@@ -108,21 +108,30 @@ func readBody(r *http.Request, maxBody int64) (url.Values, error) {
 // enforced values as the only parameters, in the URL for GET and in the
 // body for POST (long queries do not fit in a URL).
 func rebuild(r *http.Request, path string, vs url.Values) *http.Request {
-	out := r.Clone(r.Context())
+	// A shallow copy with headers of its own: r.Clone would also copy the
+	// URL, form and trailers, all replaced or unused here.
+	out := r.WithContext(r.Context())
+	out.Header = r.Header.Clone()
+	if out.Header == nil {
+		out.Header = http.Header{}
+	}
 	out.URL = &url.URL{Path: path}
+	out.Form, out.PostForm, out.MultipartForm = nil, nil, nil
+	out.TransferEncoding = nil
 	enc := vs.Encode()
 	if r.Method == http.MethodPost {
 		out.Body = io.NopCloser(strings.NewReader(enc))
 		out.ContentLength = int64(len(enc))
 		out.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader(enc)), nil }
-		out.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		out.Header.Set("Content-Length", strconv.Itoa(len(enc)))
+		out.Header["Content-Type"] = []string{"application/x-www-form-urlencoded"}
+		out.Header["Content-Length"] = []string{strconv.Itoa(len(enc))}
 	} else {
 		out.URL.RawQuery = enc
 		out.Body = http.NoBody
 		out.ContentLength = 0
-		out.Header.Del("Content-Type")
-		out.Header.Del("Content-Length")
+		out.GetBody = nil
+		delete(out.Header, "Content-Type")
+		delete(out.Header, "Content-Length")
 	}
 	return out
 }

@@ -15,6 +15,11 @@ func (e *Enforcer) Visible(lbls map[string]string) bool {
 	return e.allows(func(name string) string { return lbls[name] })
 }
 
+// VisibleFunc is Allows for labels read through get, which returns the
+// empty value for a label the series does not have (labels of an answer
+// decoded on demand).
+func (e *Enforcer) VisibleFunc(get func(name string) string) bool { return e.allows(get) }
+
 func (e *Enforcer) allows(get func(string) string) bool {
 	for _, sel := range e.selectors {
 		if matchesAll(sel, get) {

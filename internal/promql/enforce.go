@@ -86,6 +86,7 @@ func expandedSize(x parser.Node, memo map[parser.Node]int) int {
 // concurrent use.
 type Enforcer struct {
 	selectors [][]*labels.Matcher
+	id        uint64 // names the Enforcer in the cache of rewrites
 }
 
 // New returns an Enforcer for a policy of one or more selectors.
@@ -93,7 +94,7 @@ func New(selectors [][]*labels.Matcher) (*Enforcer, error) {
 	if len(selectors) == 0 {
 		return nil, errors.New("a policy needs at least one selector")
 	}
-	return &Enforcer{selectors: selectors}, nil
+	return &Enforcer{selectors: selectors, id: enforcerIDs.Add(1)}, nil
 }
 
 var pql = parser.NewParser(parser.Options{})
@@ -107,7 +108,21 @@ func (e *ParseError) Unwrap() error { return e.Err }
 // Query parses and rewrites a query. It returns one expression, or several
 // when the query is a bare range vector selector whose per-selector answers
 // the caller must merge (series present in several are equal: keep one).
+// Rewrites are cached; the slice returned is the caller's.
 func (e *Enforcer) Query(q string) ([]string, error) {
+	k := cacheKey{e.id, q}
+	if out, ok := rewrites.get(k); ok {
+		return append([]string(nil), out...), nil
+	}
+	out, err := e.query(q)
+	if err != nil {
+		return nil, err
+	}
+	rewrites.put(k, out)
+	return append([]string(nil), out...), nil
+}
+
+func (e *Enforcer) query(q string) ([]string, error) {
 	expr, err := pql.ParseExpr(q)
 	if err != nil {
 		return nil, &ParseError{Err: err}

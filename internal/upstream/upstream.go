@@ -1,15 +1,19 @@
 // Package upstream forwards enforced requests to one server (Prometheus,
-// Alertmanager) over a single, long-lived transport, streaming responses.
+// Alertmanager) over a pool of long-lived connections, streaming responses.
 package upstream
 
 import (
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"net/textproto"
 	"net/url"
+	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -44,11 +48,15 @@ type Options struct {
 // Upstream is one server behind promgate.
 type Upstream struct {
 	base      *url.URL
+	basePath  string // base.Path without its trailing slash
 	timeout   time.Duration
 	headers   func(user string) (http.Header, error)
 	strip     []string
-	transport *http.Transport
-	proxy     *httputil.ReverseProxy
+	stripped  map[string]bool // strip, as a set
+	pool      *connPool
+	dialer    *dialer
+	transport *http.Transport        // for request bodies streamed from the client
+	proxy     *httputil.ReverseProxy // over transport
 	logger    *slog.Logger
 	public    string
 }
@@ -63,11 +71,17 @@ func New(o Options, logger *slog.Logger) (*Upstream, error) {
 		o.Timeout = 2 * time.Minute
 	}
 	u := &Upstream{
-		base:    o.URL,
-		timeout: o.Timeout,
-		headers: o.Headers,
-		logger:  logger,
-		public:  strings.TrimSuffix(o.PublicPrefix, "/"),
+		base:     o.URL,
+		basePath: strings.TrimSuffix(o.URL.Path, "/"),
+		timeout:  o.Timeout,
+		headers:  o.Headers,
+		stripped: map[string]bool{},
+		logger:   logger,
+		public:   strings.TrimSuffix(o.PublicPrefix, "/"),
+		// The pool holds as many idle connections as requests may be in
+		// flight, so that a burst does not open new ones.
+		pool:   &connPool{max: o.MaxIdleConns, timeout: idleConnTimeout},
+		dialer: newDialer(o.URL.Scheme, o.URL.Host),
 		transport: &http.Transport{
 			Proxy:       nil, // never route tenant traffic through an environment proxy
 			DialContext: (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
@@ -77,7 +91,7 @@ func New(o Options, logger *slog.Logger) (*Upstream, error) {
 			DisableCompression:    true,
 			MaxIdleConns:          o.MaxIdleConns,
 			MaxIdleConnsPerHost:   o.MaxIdleConns,
-			IdleConnTimeout:       90 * time.Second,
+			IdleConnTimeout:       idleConnTimeout,
 			TLSHandshakeTimeout:   10 * time.Second,
 			ExpectContinueTimeout: time.Second,
 		},
@@ -89,6 +103,9 @@ func New(o Options, logger *slog.Logger) (*Upstream, error) {
 		// A tenancy header sent by the client must never reach the upstream.
 		u.strip = append(u.strip, http.CanonicalHeaderKey(h))
 	}
+	for _, h := range u.strip {
+		u.stripped[h] = true
+	}
 	u.proxy = &httputil.ReverseProxy{
 		Rewrite:        u.rewrite,
 		Transport:      u.transport,
@@ -99,9 +116,49 @@ func New(o Options, logger *slog.Logger) (*Upstream, error) {
 	return u, nil
 }
 
+// idleConnTimeout closes connections idle for longer, before the upstream
+// does (Prometheus after 5 minutes).
+const idleConnTimeout = 90 * time.Second
+
+// maxReadBody is the largest client body read whole before the request is
+// sent; a longer one, or one of unknown length, is streamed.
+const maxReadBody = 1 << 20
+
 // ServeHTTP forwards r, whose URL path and query are already the ones the
 // upstream must see, and streams the answer back.
 func (u *Upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	extra, err := u.renderHeaders(r)
+	if err != nil {
+		apierror.Write(w, err)
+		return
+	}
+	body, ok := bodyInMemory(r)
+	if !ok && r.ContentLength > 0 && r.ContentLength <= maxReadBody {
+		// A small body of known length (an unrestricted client's POST):
+		// read before the request is sent, in one piece.
+		body = make([]byte, r.ContentLength)
+		if _, err := io.ReadFull(r.Body, body); err != nil {
+			u.errorHandler(w, r, err)
+			return
+		}
+		ok = true
+	}
+	if !ok {
+		u.serveStreamedBody(w, r)
+		return
+	}
+	x, err := u.roundTrip(r.Context(), &request{in: r, out: r, body: body, extra: extra, forwards: true})
+	if err != nil {
+		u.errorHandler(w, r, err)
+		return
+	}
+	defer x.finish()
+	u.copyResponse(w, r, x)
+}
+
+// serveStreamedBody forwards a request whose body is still to be read from
+// the client, with http.Transport, which writes it while reading the answer.
+func (u *Upstream) serveStreamedBody(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), u.timeout)
 	defer cancel()
 	// Go's HTTP/1 server closes the request body once the response starts;
@@ -116,21 +173,183 @@ func (u *Upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	u.proxy.ServeHTTP(w, out)
 }
 
+// copyResponse writes the answer of x to w as httputil.ReverseProxy would:
+// hop-by-hop headers removed, redirects moved under the public prefix,
+// trailers passed on. The body goes in pieces of the copy buffer's size:
+// an answer of unknown length (chunked) that fits in one is sent with its
+// length, in one write; a longer one is streamed. Event streams are
+// flushed as they come.
+func (u *Upstream) copyResponse(w http.ResponseWriter, r *http.Request, x *exchange) {
+	resp := x.resp
+	removeHopByHop(resp.Header)
+	_ = u.modifyResponse(resp)
+	dst := w.Header()
+	for k, vv := range resp.Header {
+		if len(dst[k]) == 0 {
+			dst[k] = vv // the answer's header is not used after
+		} else {
+			dst[k] = append(dst[k], vv...)
+		}
+	}
+	announced := len(resp.Trailer)
+	if announced > 0 {
+		keys := make([]string, 0, announced)
+		for k := range resp.Trailer {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		dst.Add("Trailer", strings.Join(keys, ", "))
+	}
+
+	bp := buffers.Get().(*[]byte)
+	defer buffers.Put(bp)
+	buf := *bp
+	fail := func(err error) {
+		x.broken = true
+		u.abort(r, err)
+	}
+	if isEventStream(resp.Header) {
+		w.WriteHeader(resp.StatusCode)
+		if err := flushEach(w, resp.Body, buf); err != nil {
+			fail(err)
+		}
+	} else {
+		n, eof, err := fill(resp.Body, buf)
+		if err != nil {
+			fail(err)
+		}
+		if eof && resp.ContentLength < 0 && announced == 0 && r.Method != http.MethodHead && bodyAllowed(resp.StatusCode) {
+			dst.Set("Content-Length", strconv.Itoa(n))
+		}
+		w.WriteHeader(resp.StatusCode)
+		for {
+			if n > 0 {
+				if _, err := w.Write(buf[:n]); err != nil {
+					fail(err)
+				}
+			}
+			if eof {
+				break
+			}
+			if n, eof, err = fill(resp.Body, buf); err != nil {
+				fail(err)
+			}
+		}
+	}
+	if len(resp.Trailer) == announced {
+		for k, vv := range resp.Trailer {
+			dst[k] = append(dst[k], vv...)
+		}
+		return
+	}
+	for k, vv := range resp.Trailer {
+		k = http.TrailerPrefix + k
+		for _, v := range vv {
+			dst.Add(k, v)
+		}
+	}
+}
+
+// abort ends a response that cannot be completed: the client sees the
+// connection close rather than a truncated answer taken for whole.
+func (u *Upstream) abort(r *http.Request, err error) {
+	if r.Context().Err() == nil && !errors.Is(err, context.Canceled) {
+		u.logger.Warn("upstream answer cut", "path", r.URL.Path, "err", err)
+	}
+	panic(http.ErrAbortHandler)
+}
+
+func bodyAllowed(code int) bool {
+	return code != http.StatusNoContent && code != http.StatusNotModified && (code < 100 || code >= 200)
+}
+
+// isEventStream recognises server-sent events, which httputil.ReverseProxy
+// flushes as they arrive.
+func isEventStream(h http.Header) bool {
+	ct, _, _ := strings.Cut(h.Get("Content-Type"), ";")
+	return strings.EqualFold(strings.TrimSpace(ct), "text/event-stream")
+}
+
+// fill reads body into buf until buf is full or the body ends.
+func fill(body io.Reader, buf []byte) (n int, eof bool, err error) {
+	for n < len(buf) {
+		m, err := body.Read(buf[n:])
+		n += m
+		if err == io.EOF {
+			return n, true, nil
+		}
+		if err != nil {
+			return n, false, err
+		}
+	}
+	return n, false, nil
+}
+
+// flushEach copies body to w, flushing every piece at once.
+func flushEach(w http.ResponseWriter, body io.Reader, buf []byte) error {
+	rc := http.NewResponseController(w)
+	for {
+		n, rerr := body.Read(buf)
+		if n > 0 {
+			if _, err := w.Write(buf[:n]); err != nil {
+				return err
+			}
+			if err := rc.Flush(); err != nil {
+				return err
+			}
+		}
+		if rerr == io.EOF {
+			return nil
+		}
+		if rerr != nil {
+			return rerr
+		}
+	}
+}
+
+// removeHopByHop removes the hop-by-hop headers of an answer and those its
+// Connection header names.
+func removeHopByHop(h http.Header) {
+	for _, f := range h["Connection"] {
+		for _, name := range strings.Split(f, ",") {
+			if name = textproto.TrimString(name); name != "" {
+				h.Del(name)
+			}
+		}
+	}
+	for name := range hopHeaders {
+		delete(h, name)
+	}
+}
+
 // Do sends r upstream and returns the response, for callers that must read
 // the answer (to merge or filter it). The caller closes the body; the
 // context of r should carry a deadline (see WithTimeout).
 func (u *Upstream) Do(r *http.Request) (*http.Response, error) {
-	out := r.Clone(r.Context())
-	out.RequestURI = ""
-	if err := u.setHeaders(out); err != nil {
+	body, ok := bodyInMemory(r)
+	if !ok {
+		out := r.Clone(r.Context())
+		out.RequestURI = ""
+		if err := u.setHeaders(out); err != nil {
+			return nil, err
+		}
+		u.point(out)
+		resp, err := u.transport.RoundTrip(out)
+		if err != nil {
+			return nil, classify(r.Context(), err)
+		}
+		return resp, nil
+	}
+	extra, err := u.renderHeaders(r)
+	if err != nil {
 		return nil, err
 	}
-	u.point(out)
-	resp, err := u.transport.RoundTrip(out)
+	x, err := u.roundTrip(r.Context(), &request{in: r, out: r, body: body, extra: extra})
 	if err != nil {
 		return nil, classify(r.Context(), err)
 	}
-	return resp, nil
+	x.resp.Body = &pooledBody{x: x, r: x.resp.Body}
+	return x.resp, nil
 }
 
 // WithTimeout returns a context bounded by the upstream's timeout.
@@ -166,19 +385,30 @@ func (u *Upstream) setHeaders(r *http.Request) error {
 		r.Header.Del(h)
 	}
 	r.Header.Del("Cookie")
-	if u.headers == nil {
-		return nil
-	}
-	id, _ := identity.FromContext(r.Context())
-	h, err := u.headers(id.User)
+	h, err := u.renderHeaders(r)
 	if err != nil {
-		u.logger.Error("upstream headers could not be rendered", "user", id.User, "err", err)
-		return apierror.New(apierror.Internal, "the upstream headers for this user could not be rendered")
+		return err
 	}
 	for name, vs := range h {
 		r.Header[http.CanonicalHeaderKey(name)] = vs
 	}
 	return nil
+}
+
+// renderHeaders returns the tenancy headers for the identity of r (nil
+// without any). A tenancy header that cannot be rendered fails the request:
+// forwarding without it could give the upstream no tenant at all.
+func (u *Upstream) renderHeaders(r *http.Request) (http.Header, error) {
+	if u.headers == nil {
+		return nil, nil
+	}
+	id, _ := identity.FromContext(r.Context())
+	h, err := u.headers(id.User)
+	if err != nil {
+		u.logger.Error("upstream headers could not be rendered", "user", id.User, "err", err)
+		return nil, apierror.New(apierror.Internal, "the upstream headers for this user could not be rendered")
+	}
+	return h, nil
 }
 
 // modifyResponse moves redirects to the upstream's own paths (Prometheus

@@ -1,0 +1,642 @@
+package prometheus
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+	"sync"
+)
+
+// The data filters of /api/v1/alerts, /rules, /targets and
+// /targets/metadata. Each walks the upstream's data once; an object the
+// tenant may see is copied as it is, unless encoding/json would have read
+// it otherwise than it is written (a key given twice, a null label value):
+// such an object is written anew, as the implementation these replace
+// (which decoded and encoded every object) wrote it. filter_test.go holds
+// them to that implementation. Label sets are not decoded: the policy reads
+// the few labels it needs from the answer's text (see labelsAt).
+
+// visibleFunc is a policy over a label set read through get.
+type visibleFunc = func(get func(name string) string) bool
+
+// dataFilter appends to out what a tenant may see of the data b starts
+// with, and returns where that data ends in b.
+type dataFilter func(out, b []byte) (o []byte, end int, err error)
+
+// labelFilter carries the policy and scratch space through one filtering.
+type labelFilter struct {
+	allow visibleFunc
+	// The label sets being decided on, and their getters (bound once).
+	labels, rule, disc          labelsAt
+	getLabels, getRule, getDisc func(string) string
+	spans, ruleSpans, top       []span // members of the objects being decided on
+	keys                        [][2]int
+	rules, alerts               []byte // scratch for a group's rules, a rule's alerts
+	lists                       [2][]byte
+}
+
+var labelFilters = sync.Pool{New: func() any {
+	f := &labelFilter{}
+	f.getLabels, f.getRule, f.getDisc = f.labels.get, f.rule.get, f.disc.get
+	return f
+}}
+
+func newLabelFilter(allow visibleFunc) *labelFilter {
+	f := labelFilters.Get().(*labelFilter)
+	f.allow = allow
+	return f
+}
+
+// release returns the filter to the pool, without holding on to the
+// answer or to large buffers.
+func (f *labelFilter) release() {
+	f.allow = nil
+	f.labels.set(nil, -1, -1)
+	f.rule.set(nil, -1, -1)
+	f.disc.set(nil, -1, -1)
+	for _, b := range []*[]byte{&f.rules, &f.alerts, &f.lists[0], &f.lists[1]} {
+		if cap(*b) > maxPooledBuffer {
+			*b = nil
+		}
+	}
+	labelFilters.Put(f)
+}
+
+// filterArray appends to out the array starting at b[vs] (or [] for null)
+// with the elements keep accepts; keep appends an element it accepts and
+// returns the element's end. same reports that every element was kept as
+// it was written.
+func filterArray(out, b []byte, vs int, keep func(out []byte, vs int) (o []byte, ve int, kept bool, err error)) (o []byte, end int, same bool, err error) {
+	switch b[vs] {
+	case 'n':
+		end, err = skipLiteral(b, vs, "null")
+		return append(out, "[]"...), end, true, err
+	case '[':
+	default:
+		end, err = skipValue(b, vs)
+		if err == nil {
+			err = typeError(b[vs], "an array")
+		}
+		return out, end, false, err
+	}
+	out = append(out, '[')
+	same = true
+	n := 0
+	end, err = walkArray(b, vs, func(s int) (int, error) {
+		mark := len(out)
+		if n > 0 {
+			out = append(out, ',')
+		}
+		start := len(out)
+		var e int
+		var kept bool
+		var err error
+		if out, e, kept, err = keep(out, s); err != nil {
+			return e, err
+		}
+		switch {
+		case !kept:
+			out = out[:mark]
+			same = false
+		case len(out)-start != e-s || !bytes.Equal(out[start:], b[s:e]):
+			n++
+			same = false
+		default:
+			n++
+		}
+		return e, nil
+	})
+	return append(out, ']'), end, same, err
+}
+
+// nullElement handles an element that is null: encoding/json decodes it as
+// an object without labels, written {}.
+func (f *labelFilter) nullElement(out, b []byte, vs int) ([]byte, int, bool, error) {
+	end, err := skipLiteral(b, vs, "null")
+	f.labels.set(b, -1, -1)
+	if err != nil || !f.allow(f.getLabels) {
+		return out, end, false, err
+	}
+	return append(out, "{}"...), end, true, nil
+}
+
+// notObject is the error for an element that is neither object nor null.
+func notObject(b []byte, vs int, what string) ([]byte, int, bool, error) {
+	end, err := skipValue(b, vs)
+	if err == nil {
+		err = typeError(b[vs], what)
+	}
+	return nil, end, false, err
+}
+
+// labelMember reads a label-set member into l (the last one of several
+// wins); errors of shape are kept in *slot (see lastWins).
+func (f *labelFilter) labelMember(b []byte, s int, l *labelsAt, rewrite *bool, slot *error) (int, error) {
+	return lastWins(b, s, slot, func() (int, error) {
+		e, present, rw, err := scanLabels(b, s, &f.keys)
+		at := s
+		if !present {
+			at = -1
+		}
+		l.set(b, at, e)
+		*rewrite = rw
+		return e, err
+	})
+}
+
+// withLabels is the member key with the label set l as encoding/json
+// writes it.
+func withLabels(key string, l *labelsAt) member {
+	b, _ := json.Marshal(l.decode())
+	return member{key, b}
+}
+
+// alert keeps an alert (of /api/v1/alerts or of a rule) when its labels
+// are the tenant's.
+func (f *labelFilter) alert(out, b []byte, vs int) ([]byte, int, bool, error) {
+	switch b[vs] {
+	case 'n':
+		return f.nullElement(out, b, vs)
+	case '{':
+	default:
+		return notObject(b, vs, "an alert")
+	}
+	var labelsErr error
+	dup, rewrite, seen := false, false, false
+	f.labels.set(b, -1, -1)
+	ms := f.spans[:0]
+	end, err := walkObject(b, vs, func(ks, ke int, escaped bool, s int) (int, error) {
+		var e int
+		var err error
+		if keyIs(b, ks, ke, escaped, "labels") {
+			dup, seen = dup || seen, true
+			e, err = f.labelMember(b, s, &f.labels, &rewrite, &labelsErr)
+		} else {
+			e, err = skipValue(b, s)
+		}
+		ms = append(ms, span{ks, ke, s, e, escaped})
+		return e, err
+	})
+	f.spans = ms
+	if err == nil {
+		err = labelsErr
+	}
+	if err != nil || !f.allow(f.getLabels) {
+		return out, end, false, err
+	}
+	switch {
+	case rewrite:
+		out, err = writeObject(out, b, ms, dropKeys("labels"), []member{withLabels("labels", &f.labels)})
+		return out, end, true, err
+	case dup:
+		out, err = writeObject(out, b, ms, nil, nil)
+		return out, end, true, err
+	}
+	return append(out, b[vs:end]...), end, true, nil
+}
+
+// filterAlertsData keeps the alerts of /api/v1/alerts the tenant may see.
+// The answer has only alerts: what else Prometheus may add is not passed
+// on.
+func filterAlertsData(out, data []byte, allow visibleFunc) ([]byte, int, error) {
+	f := newLabelFilter(allow)
+	defer f.release()
+	out = append(out, `{"alerts":`...)
+	mark := len(out)
+	var end int
+	var err, alertsErr error
+	switch data[0] {
+	case 'n':
+		end, err = skipLiteral(data, 0, "null")
+	case '{':
+		// Decoded into a struct by encoding/json: the key matches
+		// without regard to case, the last one winning.
+		end, err = walkObject(data, 0, func(ks, ke int, escaped bool, vs int) (int, error) {
+			key, err := stringValue(data, ks, ke, escaped)
+			if err != nil {
+				return vs, err
+			}
+			if !strings.EqualFold(key, "alerts") {
+				return skipValue(data, vs)
+			}
+			return lastWins(data, vs, &alertsErr, func() (e int, err error) {
+				out, e, _, err = filterArray(out[:mark], data, vs, func(out []byte, s int) ([]byte, int, bool, error) {
+					return f.alert(out, data, s)
+				})
+				return e, err
+			})
+		})
+		if err == nil {
+			err = alertsErr
+		}
+	default:
+		end, err = skipValue(data, 0)
+		if err == nil {
+			err = typeError(data[0], "the alerts")
+		}
+	}
+	if err != nil {
+		return out, end, err
+	}
+	if len(out) == mark {
+		out = append(out, "[]"...)
+	}
+	return append(out, '}'), end, nil
+}
+
+// ruleFields are the members of a rule that decide on it.
+var ruleFields = [...]string{"labels", "name", "type", "alerts"}
+
+// rule keeps a rule when the series it produces are the tenant's (its
+// labels, with its name as __name__ for a recording rule) or when one of
+// its alerts is; of a kept rule only the tenant's alerts are shown.
+func (f *labelFilter) keepRule(out, b []byte, vs int, scratch *[]byte) ([]byte, int, bool, error) {
+	switch b[vs] {
+	case 'n':
+		return f.nullElement(out, b, vs)
+	case '{':
+	default:
+		return notObject(b, vs, "a rule")
+	}
+	var (
+		name, typ            string
+		alerts               = (*scratch)[:0]
+		hasAlerts, sameAlert bool
+		nAlerts              int
+		dup, rewrite         bool
+		seen                 [len(ruleFields)]bool
+		errs                 [len(ruleFields)]error
+		ms                   = f.ruleSpans[:0]
+	)
+	f.rule.set(b, -1, -1)
+	end, err := walkObject(b, vs, func(ks, ke int, escaped bool, s int) (int, error) {
+		field := -1
+		for i, k := range ruleFields {
+			if keyIs(b, ks, ke, escaped, k) {
+				field = i
+				dup, seen[i] = dup || seen[i], true
+				break
+			}
+		}
+		var e int
+		var err error
+		switch field {
+		case 0:
+			e, err = f.labelMember(b, s, &f.rule, &rewrite, &errs[0])
+		case 1:
+			e, err = lastWins(b, s, &errs[1], func() (e int, err error) {
+				name, e, err = stringAt(b, s)
+				return e, err
+			})
+		case 2:
+			e, err = lastWins(b, s, &errs[2], func() (e int, err error) {
+				typ, e, err = stringAt(b, s)
+				return e, err
+			})
+		case 3:
+			e, err = lastWins(b, s, &errs[3], func() (e int, err error) {
+				hasAlerts = b[s] != 'n'
+				nAlerts = 0
+				alerts, e, sameAlert, err = filterArray(alerts[:0], b, s, func(out []byte, s int) ([]byte, int, bool, error) {
+					out, e, kept, err := f.alert(out, b, s)
+					if kept {
+						nAlerts++
+					}
+					return out, e, kept, err
+				})
+				return e, err
+			})
+		default:
+			e, err = skipValue(b, s)
+		}
+		ms = append(ms, span{ks, ke, s, e, escaped})
+		return e, err
+	})
+	*scratch, f.ruleSpans = alerts, ms
+	if err == nil {
+		err = firstError(errs[:]...)
+	}
+	if err != nil {
+		return out, end, false, err
+	}
+	var add []member
+	if rewrite {
+		add = append(add, withLabels("labels", &f.rule))
+	}
+	if typ == "recording" {
+		f.rule.metric, f.rule.hasMetric = name, true
+	}
+	if !f.allow(f.getRule) && nAlerts == 0 {
+		return out, end, false, nil
+	}
+	changedAlerts := hasAlerts && !sameAlert
+	if changedAlerts {
+		add = append(add, member{"alerts", alerts})
+	}
+	if dup || len(add) > 0 {
+		out, err = writeObject(out, b, ms, func(k string) bool {
+			return rewrite && k == "labels" || changedAlerts && k == "alerts"
+		}, add)
+		return out, end, true, err
+	}
+	return append(out, b[vs:end]...), end, true, nil
+}
+
+// group keeps a rule group with the rules the tenant may see; a group left
+// empty is dropped.
+func (f *labelFilter) group(out, b []byte, gs int, rules, alerts *[]byte) ([]byte, int, bool, error) {
+	switch b[gs] {
+	case '{':
+	case 'n':
+		e, err := skipLiteral(b, gs, "null")
+		if err == nil {
+			err = errMissing // a group without rules
+		}
+		return out, e, false, err
+	default:
+		return notObject(b, gs, "a rule group")
+	}
+	var (
+		ms                          []span
+		hasRules, same, dup, exists bool
+		rulesErr                    error
+	)
+	ge, err := walkObject(b, gs, func(ks, ke int, escaped bool, s int) (int, error) {
+		var e int
+		var err error
+		if keyIs(b, ks, ke, escaped, "rules") {
+			dup, exists = exists, true
+			e, err = lastWins(b, s, &rulesErr, func() (e int, err error) {
+				hasRules = b[s] != 'n'
+				*rules, e, same, err = filterArray((*rules)[:0], b, s, func(out []byte, rs int) ([]byte, int, bool, error) {
+					return f.keepRule(out, b, rs, alerts)
+				})
+				return e, err
+			})
+		} else {
+			e, err = skipValue(b, s)
+		}
+		ms = append(ms, span{ks, ke, s, e, escaped})
+		return e, err
+	})
+	if err == nil {
+		err = rulesErr
+	}
+	switch {
+	case err != nil:
+		return out, ge, false, err
+	case !exists:
+		return out, ge, false, errMissing
+	case len(*rules) == 2: // []: nothing left
+		return out, ge, false, nil
+	case same && hasRules && !dup:
+		return append(out, b[gs:ge]...), ge, true, nil
+	}
+	out, err = writeObject(out, b, ms, dropKeys("rules"), []member{{"rules", *rules}})
+	return out, ge, true, err
+}
+
+// filterRulesData keeps the rules the tenant may see.
+func filterRulesData(out, data []byte, allow visibleFunc) ([]byte, int, error) {
+	switch data[0] {
+	case '{':
+	case 'n':
+		end, err := skipLiteral(data, 0, "null")
+		if err == nil {
+			err = errMissing // no groups
+		}
+		return out, end, err
+	default:
+		end, err := skipValue(data, 0)
+		if err == nil {
+			err = typeError(data[0], "the rules")
+		}
+		return out, end, err
+	}
+	f := newLabelFilter(allow)
+	defer f.release()
+	out = append(out, `{"groups":`...)
+	mark := len(out)
+	found := false
+	var groupsErr error
+	top := f.top[:0]
+	end, err := walkObject(data, 0, func(ks, ke int, escaped bool, vs int) (int, error) {
+		if !keyIs(data, ks, ke, escaped, "groups") {
+			e, err := skipValue(data, vs)
+			top = append(top, span{ks, ke, vs, e, escaped})
+			return e, err
+		}
+		found = true
+		return lastWins(data, vs, &groupsErr, func() (e int, err error) {
+			out, e, _, err = filterArray(out[:mark], data, vs, func(out []byte, gs int) ([]byte, int, bool, error) {
+				return f.group(out, data, gs, &f.rules, &f.alerts)
+			})
+			return e, err
+		})
+	})
+	f.top = top
+	if err == nil {
+		err = groupsErr
+	}
+	if err == nil && !found {
+		err = errMissing
+	}
+	if err != nil {
+		return out, end, err
+	}
+	out, _, err = writeMembers(out, data, top, nil, 1)
+	return append(out, '}'), end, err
+}
+
+// target keeps a target on its labels, the labels its series carry; a
+// dropped target has only its discovered labels (static labels of the
+// configuration among them); without any it is nobody's.
+func (f *labelFilter) target(out, b []byte, vs int) ([]byte, int, bool, error) {
+	switch b[vs] {
+	case 'n':
+		end, err := skipLiteral(b, vs, "null")
+		return out, end, false, err
+	case '{':
+	default:
+		return notObject(b, vs, "a target")
+	}
+	var dup, rewrite, rewriteDisc bool
+	var seen [2]bool
+	var errs [2]error
+	f.labels.set(b, -1, -1)
+	f.disc.set(b, -1, -1)
+	ms := f.spans[:0]
+	end, err := walkObject(b, vs, func(ks, ke int, escaped bool, s int) (int, error) {
+		var e int
+		var err error
+		switch {
+		case keyIs(b, ks, ke, escaped, "labels"):
+			dup, seen[0] = dup || seen[0], true
+			e, err = f.labelMember(b, s, &f.labels, &rewrite, &errs[0])
+		case keyIs(b, ks, ke, escaped, "discoveredLabels"):
+			dup, seen[1] = dup || seen[1], true
+			e, err = f.labelMember(b, s, &f.disc, &rewriteDisc, &errs[1])
+		default:
+			e, err = skipValue(b, s)
+		}
+		ms = append(ms, span{ks, ke, s, e, escaped})
+		return e, err
+	})
+	f.spans = ms
+	if err == nil {
+		err = firstError(errs[:]...)
+	}
+	if err != nil {
+		return out, end, false, err
+	}
+	hasLabels, hasDisc := f.labels.at >= 0, f.disc.at >= 0
+	if !(hasLabels && f.allow(f.getLabels) || !hasLabels && hasDisc && f.allow(f.getDisc)) {
+		return out, end, false, nil
+	}
+	switch {
+	case rewrite:
+		out, err = writeObject(out, b, ms, dropKeys("labels"), []member{withLabels("labels", &f.labels)})
+		return out, end, true, err
+	case dup:
+		out, err = writeObject(out, b, ms, nil, nil)
+		return out, end, true, err
+	}
+	return append(out, b[vs:end]...), end, true, nil
+}
+
+// filterTargetsData keeps the active and dropped targets the tenant may
+// see.
+func filterTargetsData(out, data []byte, allow visibleFunc) ([]byte, int, error) {
+	switch data[0] {
+	case 'n':
+		end, err := skipLiteral(data, 0, "null")
+		return append(out, "null"...), end, err
+	case '{':
+	default:
+		end, err := skipValue(data, 0)
+		if err == nil {
+			err = typeError(data[0], "the targets")
+		}
+		return out, end, err
+	}
+	f := newLabelFilter(allow)
+	defer f.release()
+	keys := [...]string{"activeTargets", "droppedTargets"}
+	var found [len(keys)]bool
+	var errs [len(keys)]error
+	top := f.top[:0]
+	end, err := walkObject(data, 0, func(ks, ke int, escaped bool, vs int) (int, error) {
+		for i, key := range keys {
+			if keyIs(data, ks, ke, escaped, key) {
+				found[i] = true
+				return lastWins(data, vs, &errs[i], func() (e int, err error) {
+					f.lists[i], e, _, err = filterArray(f.lists[i][:0], data, vs, func(out []byte, s int) ([]byte, int, bool, error) {
+						return f.target(out, data, s)
+					})
+					return e, err
+				})
+			}
+		}
+		e, err := skipValue(data, vs)
+		top = append(top, span{ks, ke, vs, e, escaped})
+		return e, err
+	})
+	f.top = top
+	if err == nil {
+		err = firstError(errs[:]...)
+	}
+	if err != nil {
+		return out, end, err
+	}
+	var add []member
+	for i, key := range keys {
+		if found[i] {
+			add = append(add, member{key, f.lists[i]})
+		}
+	}
+	// Counts of dropped targets per pool (newer Prometheus) would tell what
+	// other tenants run.
+	out, err = writeObject(out, data, top, dropKeys("droppedTargetCounts"), add)
+	return out, end, err
+}
+
+// filterTargetsMetadataData keeps the entries of /api/v1/targets/metadata
+// whose series are the tenant's: the target's labels with the metric's
+// name. limit (<= 0: none) applies after filtering.
+func filterTargetsMetadataData(out, data []byte, allow visibleFunc, limit int) ([]byte, int, error) {
+	f := newLabelFilter(allow)
+	defer f.release()
+	n := 0
+	out, end, _, err := filterArray(out, data, 0, func(out []byte, vs int) ([]byte, int, bool, error) {
+		var metric string
+		var dup, rewrite bool
+		var seen [2]bool
+		var errs [2]error
+		ms := f.spans[:0]
+		end := vs
+		f.labels.set(data, -1, -1)
+		switch data[vs] {
+		case 'n':
+			var err error
+			if end, err = skipLiteral(data, vs, "null"); err != nil {
+				return out, end, false, err
+			}
+		case '{':
+			var err error
+			end, err = walkObject(data, vs, func(ks, ke int, escaped bool, s int) (int, error) {
+				var e int
+				var err error
+				switch {
+				case keyIs(data, ks, ke, escaped, "target"):
+					dup, seen[0] = dup || seen[0], true
+					e, err = f.labelMember(data, s, &f.labels, &rewrite, &errs[0])
+				case keyIs(data, ks, ke, escaped, "metric"):
+					dup, seen[1] = dup || seen[1], true
+					e, err = lastWins(data, s, &errs[1], func() (e int, err error) {
+						metric, e, err = stringAt(data, s)
+						return e, err
+					})
+				default:
+					e, err = skipValue(data, s)
+				}
+				ms = append(ms, span{ks, ke, s, e, escaped})
+				return e, err
+			})
+			f.spans = ms
+			if err == nil {
+				err = firstError(errs[:]...)
+			}
+			if err != nil {
+				return out, end, false, err
+			}
+		default:
+			return notObject(data, vs, "target metadata")
+		}
+		var add []member
+		if rewrite {
+			add = []member{withLabels("target", &f.labels)}
+		}
+		// The series of this metric from this target carry the target's
+		// labels and the metric's name.
+		if metric != "" {
+			f.labels.metric, f.labels.hasMetric = metric, true
+		}
+		if !f.allow(f.getLabels) || limit > 0 && n >= limit {
+			return out, end, false, nil
+		}
+		n++
+		var err error
+		switch {
+		case data[vs] == 'n':
+			return append(out, "{}"...), end, true, nil
+		case rewrite:
+			out, err = writeObject(out, data, ms, dropKeys("target"), add)
+			return out, end, true, err
+		case dup:
+			out, err = writeObject(out, data, ms, nil, nil)
+			return out, end, true, err
+		}
+		return append(out, data[vs:end]...), end, true, nil
+	})
+	return out, end, err
+}
