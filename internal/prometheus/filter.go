@@ -295,37 +295,23 @@ func acceptsGzip(r *http.Request) bool {
 	return false
 }
 
-func (a *API) alerts(w http.ResponseWriter, r *http.Request, path string, p params, enf *promql.Enforcer) error {
-	vs, err := readForm(r, p, a.maxBody)
-	if err != nil {
-		return err
+// filterHandler serves an endpoint whose answer is filtered by filter
+// under the caller's predicate; alerts and rules use the alert predicate
+// (which may add the PromAuthProxy name rule), targets the policy's.
+func filterHandler(filter func(out, data []byte, allow visibleFunc) ([]byte, int, error), forAlerts bool) handlerFunc {
+	return func(a *API, w http.ResponseWriter, r *http.Request, path string, p params, enf *promql.Enforcer) error {
+		vs, err := readForm(r, p, a.maxBody)
+		if err != nil {
+			return err
+		}
+		allow := allowFunc(enf)
+		if forAlerts {
+			allow = a.alertAllow(r, enf)
+		}
+		return a.filtered(w, r, path, vs, func(out, b []byte) ([]byte, int, error) {
+			return filter(out, b, allow)
+		})
 	}
-	allow := a.alertAllow(r, enf)
-	return a.filtered(w, r, path, vs, func(out, b []byte) ([]byte, int, error) {
-		return filterAlertsData(out, b, allow)
-	})
-}
-
-func (a *API) rules(w http.ResponseWriter, r *http.Request, path string, p params, enf *promql.Enforcer) error {
-	vs, err := readForm(r, p, a.maxBody)
-	if err != nil {
-		return err
-	}
-	allow := a.alertAllow(r, enf)
-	return a.filtered(w, r, path, vs, func(out, b []byte) ([]byte, int, error) {
-		return filterRulesData(out, b, allow)
-	})
-}
-
-func (a *API) targets(w http.ResponseWriter, r *http.Request, path string, p params, enf *promql.Enforcer) error {
-	vs, err := readForm(r, p, a.maxBody)
-	if err != nil {
-		return err
-	}
-	allow := allowFunc(enf)
-	return a.filtered(w, r, path, vs, func(out, b []byte) ([]byte, int, error) {
-		return filterTargetsData(out, b, allow)
-	})
 }
 
 func (a *API) targetsMetadata(w http.ResponseWriter, r *http.Request, path string, p params, enf *promql.Enforcer) error {
