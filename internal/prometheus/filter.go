@@ -14,6 +14,7 @@ import (
 
 	"github.com/promgate/promgate/internal/apierror"
 	"github.com/promgate/promgate/internal/identity"
+	"github.com/promgate/promgate/internal/jsonscan"
 	"github.com/promgate/promgate/internal/promql"
 )
 
@@ -21,8 +22,8 @@ import (
 // metadata) are filtered: promgate reads the whole answer, keeps what the
 // policy allows and replaces only data; status, warnings and infos stay as
 // Prometheus sent them. The objects kept are copied byte for byte; only
-// their label sets are decoded (see jsonscan.go), so filtering costs little
-// more than reading the answer.
+// their label sets are decoded (see internal/jsonscan), so filtering costs
+// little more than reading the answer.
 
 var (
 	alertsParams   = params{}
@@ -96,25 +97,25 @@ const (
 // everything but data stays as the upstream wrote it. Status and data are
 // found as encoding/json decodes them into apiResponse: keys matched
 // without regard to case, the last of several winning. A syntax error
-// anywhere is an unreadable answer (isSyntax); an error of the data's shape
-// counts only for a successful answer.
+// anywhere is an unreadable answer (jsonscan.IsSyntax); an error of the
+// data's shape counts only for a successful answer.
 func filterEnvelope(out, raw []byte, filter dataFilter) ([]byte, envelope, error) {
-	start := skipSpace(raw, 0)
+	start := jsonscan.SkipSpace(raw, 0)
 	if start >= len(raw) {
-		return out, asIs, errJSONEnd
+		return out, asIs, jsonscan.ErrEnd
 	}
 	var end int
 	var err error
 	switch raw[start] {
 	case 'n':
 		// null decodes as an answer without status.
-		if end, err = skipLiteral(raw, start, "null"); err == nil && skipSpace(raw, end) != len(raw) {
-			err = jsonSyntax(raw, skipSpace(raw, end), "after top-level value")
+		if end, err = jsonscan.SkipLiteral(raw, start, "null"); err == nil && jsonscan.SkipSpace(raw, end) != len(raw) {
+			err = jsonscan.SyntaxAt(raw, jsonscan.SkipSpace(raw, end), "after top-level value")
 		}
 		return out, asIs, err
 	case '{':
 	default:
-		return out, asIs, &syntaxError{"the answer is not an object"}
+		return out, asIs, &jsonscan.SyntaxError{Msg: "the answer is not an object"}
 	}
 	var (
 		status             string
@@ -123,8 +124,8 @@ func filterEnvelope(out, raw []byte, filter dataFilter) ([]byte, envelope, error
 		statusErr, dataErr error
 		keys               []string
 	)
-	end, err = walkObject(raw, start, func(ks, ke int, escaped bool, vs int) (int, error) {
-		key, err := stringValue(raw, ks, ke, escaped)
+	end, err = jsonscan.WalkObject(raw, start, func(ks, ke int, escaped bool, vs int) (int, error) {
+		key, err := jsonscan.StringValue(raw, ks, ke, escaped)
 		if err != nil {
 			return vs, err
 		}
@@ -142,11 +143,11 @@ func filterEnvelope(out, raw []byte, filter dataFilter) ([]byte, envelope, error
 		}
 		switch {
 		case strings.EqualFold(key, "status"):
-			s, e, err := stringAt(raw, vs)
+			s, e, err := jsonscan.StringAt(raw, vs)
 			if raw[vs] != 'n' {
 				status = s
 			}
-			if err != nil && !isSyntax(err) {
+			if err != nil && !jsonscan.IsSyntax(err) {
 				statusErr, err = err, nil
 			}
 			return e, err
@@ -155,28 +156,28 @@ func filterEnvelope(out, raw []byte, filter dataFilter) ([]byte, envelope, error
 			out = append(out, raw[copied:vs]...)
 			mark := len(out)
 			o, e, err := filter(out, raw[vs:])
-			if err == nil || isSyntax(err) {
+			if err == nil || jsonscan.IsSyntax(err) {
 				out, copied = o, vs+e
 				return vs + e, err
 			}
 			// Not the data expected; the rest of it must still be
 			// JSON.
 			dataErr, out = err, out[:mark]
-			e, err = skipValue(raw, vs)
+			e, err = jsonscan.SkipValue(raw, vs)
 			copied = e
 			return e, err
 		}
-		return skipValue(raw, vs)
+		return jsonscan.SkipValue(raw, vs)
 	})
-	if err == nil && skipSpace(raw, end) != len(raw) {
-		err = jsonSyntax(raw, skipSpace(raw, end), "after top-level value")
+	if err == nil && jsonscan.SkipSpace(raw, end) != len(raw) {
+		err = jsonscan.SyntaxAt(raw, jsonscan.SkipSpace(raw, end), "after top-level value")
 	}
 	switch {
 	case err != nil:
 		return out, asIs, err
 	case statusErr != nil:
 		// encoding/json could not decode the envelope.
-		return out, asIs, &syntaxError{statusErr.Error()}
+		return out, asIs, &jsonscan.SyntaxError{Msg: statusErr.Error()}
 	case status != "success":
 		return out, asIs, nil
 	case rebuild:
@@ -208,7 +209,7 @@ func (a *API) answerFiltered(w http.ResponseWriter, r *http.Request, path string
 	buf.Grow(len(f.raw))
 	out, env, err := filterEnvelope(buf.Bytes()[:0], f.raw, filter)
 	switch {
-	case err != nil && isSyntax(err):
+	case err != nil && jsonscan.IsSyntax(err):
 		return apierror.New(apierror.Upstream, "upstream answered status %d with an unreadable body", f.code)
 	case err != nil:
 		return apierror.New(apierror.Upstream, "unexpected upstream answer on %s: %v", path, err)
@@ -251,7 +252,7 @@ func (a *API) answerRebuilt(w http.ResponseWriter, r *http.Request, path string,
 func envelopeData(raw []byte) (data []byte, success bool, err error) {
 	var at, end int
 	_, env, err := filterEnvelope(nil, raw, func(out, b []byte) ([]byte, int, error) {
-		e, err := skipValue(b, 0)
+		e, err := jsonscan.SkipValue(b, 0)
 		at, end = len(raw)-len(b), e
 		return out, e, err
 	})
@@ -370,7 +371,7 @@ func (a *API) metadata(w http.ResponseWriter, r *http.Request, path string, p pa
 		mine[n] = true
 	}
 	return a.filtered(w, r.WithContext(ctx), path, vs, func(out, b []byte) ([]byte, int, error) {
-		end, err := skipValue(b, 0)
+		end, err := jsonscan.SkipValue(b, 0)
 		if err != nil {
 			return out, end, err
 		}

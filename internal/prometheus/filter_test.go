@@ -15,6 +15,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/promgate/promgate/internal/jsonscan"
 )
 
 // The filters of alerts, rules and targets copy what a tenant may see byte
@@ -627,10 +629,10 @@ func FuzzFilters(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, in string) {
 		b := []byte(in)
-		start := skipSpace(b, 0)
-		end, err := skipValue(b, start)
-		if err == nil && skipSpace(b, end) != len(b) {
-			err = jsonSyntax(b, skipSpace(b, end), "after top-level value")
+		start := jsonscan.SkipSpace(b, 0)
+		end, err := jsonscan.SkipValue(b, start)
+		if err == nil && jsonscan.SkipSpace(b, end) != len(b) {
+			err = jsonscan.SyntaxAt(b, jsonscan.SkipSpace(b, end), "after top-level value")
 		}
 		if valid := json.Valid(b); valid != (err == nil) {
 			t.Fatalf("%q: encoding/json says valid %v, the scanner %v", in, valid, err)
@@ -646,7 +648,7 @@ func FuzzFilters(f *testing.F) {
 func oldEnvelope(raw []byte, allow visibleFunc) (out []byte, env envelope, err error) {
 	var ar apiResponse
 	if err := json.Unmarshal(raw, &ar); err != nil {
-		return nil, asIs, &syntaxError{err.Error()}
+		return nil, asIs, &jsonscan.SyntaxError{Msg: err.Error()}
 	}
 	if ar.Status != "success" {
 		return nil, asIs, nil
@@ -684,7 +686,7 @@ func sameEnvelope(t *testing.T, in string) {
 	if genv == rebuilt {
 		return // rebuilt by answerRebuilt, as the reference did
 	}
-	if (werr != nil) != (gerr != nil) || werr != nil && isSyntax(werr) != isSyntax(gerr) {
+	if (werr != nil) != (gerr != nil) || werr != nil && jsonscan.IsSyntax(werr) != jsonscan.IsSyntax(gerr) {
 		t.Fatalf("%q: reference error %v, new error %v", in, werr, gerr)
 	}
 	if werr != nil {

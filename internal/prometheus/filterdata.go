@@ -3,8 +3,11 @@ package prometheus
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"strings"
 	"sync"
+
+	"github.com/promgate/promgate/internal/jsonscan"
 )
 
 // The data filters of /api/v1/alerts, /rules, /targets and
@@ -15,6 +18,62 @@ import (
 // (which decoded and encoded every object) wrote it. filter_test.go holds
 // them to that implementation. Label sets are not decoded: the policy reads
 // the few labels it needs from the answer's text (see labelsAt).
+
+// errMissing is a member that must be there and is not (encoding/json then
+// reads nothing, and says so in the same words).
+var errMissing = errors.New("unexpected end of JSON input")
+
+// firstError returns the first error of errs that is not nil.
+func firstError(errs ...error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// labelsAt is a label set as the answer writes it, read on demand: the
+// object at b[at], checked by jsonscan.ScanLabels (at < 0: no label set).
+// metric, when set, stands for __name__ (the series of a recording rule,
+// of a target's metric).
+type labelsAt struct {
+	b         []byte
+	at, end   int
+	metric    string
+	hasMetric bool
+}
+
+func (l *labelsAt) set(b []byte, at, end int) {
+	l.b, l.at, l.end, l.metric, l.hasMetric = b, at, end, "", false
+}
+
+// get returns the value of a label ("" when the set does not have it),
+// the last of several with the name, as encoding/json decodes them.
+func (l *labelsAt) get(name string) string {
+	if l.hasMetric && name == "__name__" {
+		return l.metric
+	}
+	if l.at < 0 || l.b[l.at] != '{' {
+		return ""
+	}
+	v, _ := jsonscan.StringMember(l.b, l.at, name)
+	return v
+}
+
+// decode returns the label set as encoding/json decodes it (nil when
+// there is none).
+func (l *labelsAt) decode() labelSet {
+	if l.at < 0 || l.b[l.at] != '{' {
+		return nil
+	}
+	var m labelSet
+	_ = json.Unmarshal(l.b[l.at:l.end], &m) // checked by jsonscan.ScanLabels
+	if m == nil {
+		m = labelSet{}
+	}
+	return m
+}
 
 // visibleFunc is a policy over a label set read through get.
 type visibleFunc = func(get func(name string) string) bool
@@ -29,7 +88,7 @@ type labelFilter struct {
 	// The label sets being decided on, and their getters (bound once).
 	labels, rule, disc          labelsAt
 	getLabels, getRule, getDisc func(string) string
-	spans, ruleSpans, top       []span // members of the objects being decided on
+	spans, ruleSpans, top       []jsonscan.Span // members of the objects being decided on
 	keys                        [][2]int
 	rules, alerts               []byte // scratch for a group's rules, a rule's alerts
 	lists                       [2][]byte
@@ -69,20 +128,20 @@ func (f *labelFilter) release() {
 func filterArray(out, b []byte, vs int, keep func(out []byte, vs int) (o []byte, ve int, kept bool, err error)) (o []byte, end int, same bool, err error) {
 	switch b[vs] {
 	case 'n':
-		end, err = skipLiteral(b, vs, "null")
+		end, err = jsonscan.SkipLiteral(b, vs, "null")
 		return append(out, "[]"...), end, true, err
 	case '[':
 	default:
-		end, err = skipValue(b, vs)
+		end, err = jsonscan.SkipValue(b, vs)
 		if err == nil {
-			err = typeError(b[vs], "an array")
+			err = jsonscan.TypeError(b[vs], "an array")
 		}
 		return out, end, false, err
 	}
 	out = append(out, '[')
 	same = true
 	n := 0
-	end, err = walkArray(b, vs, func(s int) (int, error) {
+	end, err = jsonscan.WalkArray(b, vs, func(s int) (int, error) {
 		mark := len(out)
 		if n > 0 {
 			out = append(out, ',')
@@ -112,7 +171,7 @@ func filterArray(out, b []byte, vs int, keep func(out []byte, vs int) (o []byte,
 // nullElement handles an element that is null: encoding/json decodes it as
 // an object without labels, written {}.
 func (f *labelFilter) nullElement(out, b []byte, vs int) ([]byte, int, bool, error) {
-	end, err := skipLiteral(b, vs, "null")
+	end, err := jsonscan.SkipLiteral(b, vs, "null")
 	f.labels.set(b, -1, -1)
 	if err != nil || !f.allow(f.getLabels) {
 		return out, end, false, err
@@ -122,18 +181,18 @@ func (f *labelFilter) nullElement(out, b []byte, vs int) ([]byte, int, bool, err
 
 // notObject is the error for an element that is neither object nor null.
 func notObject(b []byte, vs int, what string) ([]byte, int, bool, error) {
-	end, err := skipValue(b, vs)
+	end, err := jsonscan.SkipValue(b, vs)
 	if err == nil {
-		err = typeError(b[vs], what)
+		err = jsonscan.TypeError(b[vs], what)
 	}
 	return nil, end, false, err
 }
 
 // labelMember reads a label-set member into l (the last one of several
-// wins); errors of shape are kept in *slot (see lastWins).
+// wins); errors of shape are kept in *slot (see jsonscan.LastWins).
 func (f *labelFilter) labelMember(b []byte, s int, l *labelsAt, rewrite *bool, slot *error) (int, error) {
-	return lastWins(b, s, slot, func() (int, error) {
-		e, present, rw, err := scanLabels(b, s, &f.keys)
+	return jsonscan.LastWins(b, s, slot, func() (int, error) {
+		e, present, rw, err := jsonscan.ScanLabels(b, s, &f.keys)
 		at := s
 		if !present {
 			at = -1
@@ -146,9 +205,9 @@ func (f *labelFilter) labelMember(b []byte, s int, l *labelsAt, rewrite *bool, s
 
 // withLabels is the member key with the label set l as encoding/json
 // writes it.
-func withLabels(key string, l *labelsAt) member {
+func withLabels(key string, l *labelsAt) jsonscan.Member {
 	b, _ := json.Marshal(l.decode())
-	return member{key, b}
+	return jsonscan.Member{Key: key, Value: b}
 }
 
 // alert keeps an alert (of /api/v1/alerts or of a rule) when its labels
@@ -165,16 +224,16 @@ func (f *labelFilter) alert(out, b []byte, vs int) ([]byte, int, bool, error) {
 	dup, rewrite, seen := false, false, false
 	f.labels.set(b, -1, -1)
 	ms := f.spans[:0]
-	end, err := walkObject(b, vs, func(ks, ke int, escaped bool, s int) (int, error) {
+	end, err := jsonscan.WalkObject(b, vs, func(ks, ke int, escaped bool, s int) (int, error) {
 		var e int
 		var err error
-		if keyIs(b, ks, ke, escaped, "labels") {
+		if jsonscan.KeyIs(b, ks, ke, escaped, "labels") {
 			dup, seen = dup || seen, true
 			e, err = f.labelMember(b, s, &f.labels, &rewrite, &labelsErr)
 		} else {
-			e, err = skipValue(b, s)
+			e, err = jsonscan.SkipValue(b, s)
 		}
-		ms = append(ms, span{ks, ke, s, e, escaped})
+		ms = append(ms, jsonscan.Span{KS: ks, KE: ke, VS: s, VE: e, Escaped: escaped})
 		return e, err
 	})
 	f.spans = ms
@@ -186,10 +245,10 @@ func (f *labelFilter) alert(out, b []byte, vs int) ([]byte, int, bool, error) {
 	}
 	switch {
 	case rewrite:
-		out, err = writeObject(out, b, ms, dropKeys("labels"), []member{withLabels("labels", &f.labels)})
+		out, err = jsonscan.WriteObject(out, b, ms, jsonscan.DropKeys("labels"), []jsonscan.Member{withLabels("labels", &f.labels)})
 		return out, end, true, err
 	case dup:
-		out, err = writeObject(out, b, ms, nil, nil)
+		out, err = jsonscan.WriteObject(out, b, ms, nil, nil)
 		return out, end, true, err
 	}
 	return append(out, b[vs:end]...), end, true, nil
@@ -207,19 +266,19 @@ func filterAlertsData(out, data []byte, allow visibleFunc) ([]byte, int, error) 
 	var err, alertsErr error
 	switch data[0] {
 	case 'n':
-		end, err = skipLiteral(data, 0, "null")
+		end, err = jsonscan.SkipLiteral(data, 0, "null")
 	case '{':
 		// Decoded into a struct by encoding/json: the key matches
 		// without regard to case, the last one winning.
-		end, err = walkObject(data, 0, func(ks, ke int, escaped bool, vs int) (int, error) {
-			key, err := stringValue(data, ks, ke, escaped)
+		end, err = jsonscan.WalkObject(data, 0, func(ks, ke int, escaped bool, vs int) (int, error) {
+			key, err := jsonscan.StringValue(data, ks, ke, escaped)
 			if err != nil {
 				return vs, err
 			}
 			if !strings.EqualFold(key, "alerts") {
-				return skipValue(data, vs)
+				return jsonscan.SkipValue(data, vs)
 			}
-			return lastWins(data, vs, &alertsErr, func() (e int, err error) {
+			return jsonscan.LastWins(data, vs, &alertsErr, func() (e int, err error) {
 				out, e, _, err = filterArray(out[:mark], data, vs, func(out []byte, s int) ([]byte, int, bool, error) {
 					return f.alert(out, data, s)
 				})
@@ -230,9 +289,9 @@ func filterAlertsData(out, data []byte, allow visibleFunc) ([]byte, int, error) 
 			err = alertsErr
 		}
 	default:
-		end, err = skipValue(data, 0)
+		end, err = jsonscan.SkipValue(data, 0)
 		if err == nil {
-			err = typeError(data[0], "the alerts")
+			err = jsonscan.TypeError(data[0], "the alerts")
 		}
 	}
 	if err != nil {
@@ -269,10 +328,10 @@ func (f *labelFilter) keepRule(out, b []byte, vs int, scratch *[]byte) ([]byte, 
 		ms                   = f.ruleSpans[:0]
 	)
 	f.rule.set(b, -1, -1)
-	end, err := walkObject(b, vs, func(ks, ke int, escaped bool, s int) (int, error) {
+	end, err := jsonscan.WalkObject(b, vs, func(ks, ke int, escaped bool, s int) (int, error) {
 		field := -1
 		for i, k := range ruleFields {
-			if keyIs(b, ks, ke, escaped, k) {
+			if jsonscan.KeyIs(b, ks, ke, escaped, k) {
 				field = i
 				dup, seen[i] = dup || seen[i], true
 				break
@@ -284,17 +343,17 @@ func (f *labelFilter) keepRule(out, b []byte, vs int, scratch *[]byte) ([]byte, 
 		case 0:
 			e, err = f.labelMember(b, s, &f.rule, &rewrite, &errs[0])
 		case 1:
-			e, err = lastWins(b, s, &errs[1], func() (e int, err error) {
-				name, e, err = stringAt(b, s)
+			e, err = jsonscan.LastWins(b, s, &errs[1], func() (e int, err error) {
+				name, e, err = jsonscan.StringAt(b, s)
 				return e, err
 			})
 		case 2:
-			e, err = lastWins(b, s, &errs[2], func() (e int, err error) {
-				typ, e, err = stringAt(b, s)
+			e, err = jsonscan.LastWins(b, s, &errs[2], func() (e int, err error) {
+				typ, e, err = jsonscan.StringAt(b, s)
 				return e, err
 			})
 		case 3:
-			e, err = lastWins(b, s, &errs[3], func() (e int, err error) {
+			e, err = jsonscan.LastWins(b, s, &errs[3], func() (e int, err error) {
 				hasAlerts = b[s] != 'n'
 				nAlerts = 0
 				alerts, e, sameAlert, err = filterArray(alerts[:0], b, s, func(out []byte, s int) ([]byte, int, bool, error) {
@@ -307,9 +366,9 @@ func (f *labelFilter) keepRule(out, b []byte, vs int, scratch *[]byte) ([]byte, 
 				return e, err
 			})
 		default:
-			e, err = skipValue(b, s)
+			e, err = jsonscan.SkipValue(b, s)
 		}
-		ms = append(ms, span{ks, ke, s, e, escaped})
+		ms = append(ms, jsonscan.Span{KS: ks, KE: ke, VS: s, VE: e, Escaped: escaped})
 		return e, err
 	})
 	*scratch, f.ruleSpans = alerts, ms
@@ -319,7 +378,7 @@ func (f *labelFilter) keepRule(out, b []byte, vs int, scratch *[]byte) ([]byte, 
 	if err != nil {
 		return out, end, false, err
 	}
-	var add []member
+	var add []jsonscan.Member
 	if rewrite {
 		add = append(add, withLabels("labels", &f.rule))
 	}
@@ -331,10 +390,10 @@ func (f *labelFilter) keepRule(out, b []byte, vs int, scratch *[]byte) ([]byte, 
 	}
 	changedAlerts := hasAlerts && !sameAlert
 	if changedAlerts {
-		add = append(add, member{"alerts", alerts})
+		add = append(add, jsonscan.Member{Key: "alerts", Value: alerts})
 	}
 	if dup || len(add) > 0 {
-		out, err = writeObject(out, b, ms, func(k string) bool {
+		out, err = jsonscan.WriteObject(out, b, ms, func(k string) bool {
 			return rewrite && k == "labels" || changedAlerts && k == "alerts"
 		}, add)
 		return out, end, true, err
@@ -348,7 +407,7 @@ func (f *labelFilter) group(out, b []byte, gs int, rules, alerts *[]byte) ([]byt
 	switch b[gs] {
 	case '{':
 	case 'n':
-		e, err := skipLiteral(b, gs, "null")
+		e, err := jsonscan.SkipLiteral(b, gs, "null")
 		if err == nil {
 			err = errMissing // a group without rules
 		}
@@ -357,16 +416,16 @@ func (f *labelFilter) group(out, b []byte, gs int, rules, alerts *[]byte) ([]byt
 		return notObject(b, gs, "a rule group")
 	}
 	var (
-		ms                          []span
+		ms                          []jsonscan.Span
 		hasRules, same, dup, exists bool
 		rulesErr                    error
 	)
-	ge, err := walkObject(b, gs, func(ks, ke int, escaped bool, s int) (int, error) {
+	ge, err := jsonscan.WalkObject(b, gs, func(ks, ke int, escaped bool, s int) (int, error) {
 		var e int
 		var err error
-		if keyIs(b, ks, ke, escaped, "rules") {
+		if jsonscan.KeyIs(b, ks, ke, escaped, "rules") {
 			dup, exists = exists, true
-			e, err = lastWins(b, s, &rulesErr, func() (e int, err error) {
+			e, err = jsonscan.LastWins(b, s, &rulesErr, func() (e int, err error) {
 				hasRules = b[s] != 'n'
 				*rules, e, same, err = filterArray((*rules)[:0], b, s, func(out []byte, rs int) ([]byte, int, bool, error) {
 					return f.keepRule(out, b, rs, alerts)
@@ -374,9 +433,9 @@ func (f *labelFilter) group(out, b []byte, gs int, rules, alerts *[]byte) ([]byt
 				return e, err
 			})
 		} else {
-			e, err = skipValue(b, s)
+			e, err = jsonscan.SkipValue(b, s)
 		}
-		ms = append(ms, span{ks, ke, s, e, escaped})
+		ms = append(ms, jsonscan.Span{KS: ks, KE: ke, VS: s, VE: e, Escaped: escaped})
 		return e, err
 	})
 	if err == nil {
@@ -392,7 +451,7 @@ func (f *labelFilter) group(out, b []byte, gs int, rules, alerts *[]byte) ([]byt
 	case same && hasRules && !dup:
 		return append(out, b[gs:ge]...), ge, true, nil
 	}
-	out, err = writeObject(out, b, ms, dropKeys("rules"), []member{{"rules", *rules}})
+	out, err = jsonscan.WriteObject(out, b, ms, jsonscan.DropKeys("rules"), []jsonscan.Member{{Key: "rules", Value: *rules}})
 	return out, ge, true, err
 }
 
@@ -401,15 +460,15 @@ func filterRulesData(out, data []byte, allow visibleFunc) ([]byte, int, error) {
 	switch data[0] {
 	case '{':
 	case 'n':
-		end, err := skipLiteral(data, 0, "null")
+		end, err := jsonscan.SkipLiteral(data, 0, "null")
 		if err == nil {
 			err = errMissing // no groups
 		}
 		return out, end, err
 	default:
-		end, err := skipValue(data, 0)
+		end, err := jsonscan.SkipValue(data, 0)
 		if err == nil {
-			err = typeError(data[0], "the rules")
+			err = jsonscan.TypeError(data[0], "the rules")
 		}
 		return out, end, err
 	}
@@ -420,14 +479,14 @@ func filterRulesData(out, data []byte, allow visibleFunc) ([]byte, int, error) {
 	found := false
 	var groupsErr error
 	top := f.top[:0]
-	end, err := walkObject(data, 0, func(ks, ke int, escaped bool, vs int) (int, error) {
-		if !keyIs(data, ks, ke, escaped, "groups") {
-			e, err := skipValue(data, vs)
-			top = append(top, span{ks, ke, vs, e, escaped})
+	end, err := jsonscan.WalkObject(data, 0, func(ks, ke int, escaped bool, vs int) (int, error) {
+		if !jsonscan.KeyIs(data, ks, ke, escaped, "groups") {
+			e, err := jsonscan.SkipValue(data, vs)
+			top = append(top, jsonscan.Span{KS: ks, KE: ke, VS: vs, VE: e, Escaped: escaped})
 			return e, err
 		}
 		found = true
-		return lastWins(data, vs, &groupsErr, func() (e int, err error) {
+		return jsonscan.LastWins(data, vs, &groupsErr, func() (e int, err error) {
 			out, e, _, err = filterArray(out[:mark], data, vs, func(out []byte, gs int) ([]byte, int, bool, error) {
 				return f.group(out, data, gs, &f.rules, &f.alerts)
 			})
@@ -444,7 +503,7 @@ func filterRulesData(out, data []byte, allow visibleFunc) ([]byte, int, error) {
 	if err != nil {
 		return out, end, err
 	}
-	out, _, err = writeMembers(out, data, top, nil, 1)
+	out, _, err = jsonscan.WriteMembers(out, data, top, nil, 1)
 	return append(out, '}'), end, err
 }
 
@@ -454,7 +513,7 @@ func filterRulesData(out, data []byte, allow visibleFunc) ([]byte, int, error) {
 func (f *labelFilter) target(out, b []byte, vs int) ([]byte, int, bool, error) {
 	switch b[vs] {
 	case 'n':
-		end, err := skipLiteral(b, vs, "null")
+		end, err := jsonscan.SkipLiteral(b, vs, "null")
 		return out, end, false, err
 	case '{':
 	default:
@@ -466,20 +525,20 @@ func (f *labelFilter) target(out, b []byte, vs int) ([]byte, int, bool, error) {
 	f.labels.set(b, -1, -1)
 	f.disc.set(b, -1, -1)
 	ms := f.spans[:0]
-	end, err := walkObject(b, vs, func(ks, ke int, escaped bool, s int) (int, error) {
+	end, err := jsonscan.WalkObject(b, vs, func(ks, ke int, escaped bool, s int) (int, error) {
 		var e int
 		var err error
 		switch {
-		case keyIs(b, ks, ke, escaped, "labels"):
+		case jsonscan.KeyIs(b, ks, ke, escaped, "labels"):
 			dup, seen[0] = dup || seen[0], true
 			e, err = f.labelMember(b, s, &f.labels, &rewrite, &errs[0])
-		case keyIs(b, ks, ke, escaped, "discoveredLabels"):
+		case jsonscan.KeyIs(b, ks, ke, escaped, "discoveredLabels"):
 			dup, seen[1] = dup || seen[1], true
 			e, err = f.labelMember(b, s, &f.disc, &rewriteDisc, &errs[1])
 		default:
-			e, err = skipValue(b, s)
+			e, err = jsonscan.SkipValue(b, s)
 		}
-		ms = append(ms, span{ks, ke, s, e, escaped})
+		ms = append(ms, jsonscan.Span{KS: ks, KE: ke, VS: s, VE: e, Escaped: escaped})
 		return e, err
 	})
 	f.spans = ms
@@ -495,10 +554,10 @@ func (f *labelFilter) target(out, b []byte, vs int) ([]byte, int, bool, error) {
 	}
 	switch {
 	case rewrite:
-		out, err = writeObject(out, b, ms, dropKeys("labels"), []member{withLabels("labels", &f.labels)})
+		out, err = jsonscan.WriteObject(out, b, ms, jsonscan.DropKeys("labels"), []jsonscan.Member{withLabels("labels", &f.labels)})
 		return out, end, true, err
 	case dup:
-		out, err = writeObject(out, b, ms, nil, nil)
+		out, err = jsonscan.WriteObject(out, b, ms, nil, nil)
 		return out, end, true, err
 	}
 	return append(out, b[vs:end]...), end, true, nil
@@ -509,13 +568,13 @@ func (f *labelFilter) target(out, b []byte, vs int) ([]byte, int, bool, error) {
 func filterTargetsData(out, data []byte, allow visibleFunc) ([]byte, int, error) {
 	switch data[0] {
 	case 'n':
-		end, err := skipLiteral(data, 0, "null")
+		end, err := jsonscan.SkipLiteral(data, 0, "null")
 		return append(out, "null"...), end, err
 	case '{':
 	default:
-		end, err := skipValue(data, 0)
+		end, err := jsonscan.SkipValue(data, 0)
 		if err == nil {
-			err = typeError(data[0], "the targets")
+			err = jsonscan.TypeError(data[0], "the targets")
 		}
 		return out, end, err
 	}
@@ -525,11 +584,11 @@ func filterTargetsData(out, data []byte, allow visibleFunc) ([]byte, int, error)
 	var found [len(keys)]bool
 	var errs [len(keys)]error
 	top := f.top[:0]
-	end, err := walkObject(data, 0, func(ks, ke int, escaped bool, vs int) (int, error) {
+	end, err := jsonscan.WalkObject(data, 0, func(ks, ke int, escaped bool, vs int) (int, error) {
 		for i, key := range keys {
-			if keyIs(data, ks, ke, escaped, key) {
+			if jsonscan.KeyIs(data, ks, ke, escaped, key) {
 				found[i] = true
-				return lastWins(data, vs, &errs[i], func() (e int, err error) {
+				return jsonscan.LastWins(data, vs, &errs[i], func() (e int, err error) {
 					f.lists[i], e, _, err = filterArray(f.lists[i][:0], data, vs, func(out []byte, s int) ([]byte, int, bool, error) {
 						return f.target(out, data, s)
 					})
@@ -537,8 +596,8 @@ func filterTargetsData(out, data []byte, allow visibleFunc) ([]byte, int, error)
 				})
 			}
 		}
-		e, err := skipValue(data, vs)
-		top = append(top, span{ks, ke, vs, e, escaped})
+		e, err := jsonscan.SkipValue(data, vs)
+		top = append(top, jsonscan.Span{KS: ks, KE: ke, VS: vs, VE: e, Escaped: escaped})
 		return e, err
 	})
 	f.top = top
@@ -548,15 +607,15 @@ func filterTargetsData(out, data []byte, allow visibleFunc) ([]byte, int, error)
 	if err != nil {
 		return out, end, err
 	}
-	var add []member
+	var add []jsonscan.Member
 	for i, key := range keys {
 		if found[i] {
-			add = append(add, member{key, f.lists[i]})
+			add = append(add, jsonscan.Member{Key: key, Value: f.lists[i]})
 		}
 	}
 	// Counts of dropped targets per pool (newer Prometheus) would tell what
 	// other tenants run.
-	out, err = writeObject(out, data, top, dropKeys("droppedTargetCounts"), add)
+	out, err = jsonscan.WriteObject(out, data, top, jsonscan.DropKeys("droppedTargetCounts"), add)
 	return out, end, err
 }
 
@@ -578,28 +637,28 @@ func filterTargetsMetadataData(out, data []byte, allow visibleFunc, limit int) (
 		switch data[vs] {
 		case 'n':
 			var err error
-			if end, err = skipLiteral(data, vs, "null"); err != nil {
+			if end, err = jsonscan.SkipLiteral(data, vs, "null"); err != nil {
 				return out, end, false, err
 			}
 		case '{':
 			var err error
-			end, err = walkObject(data, vs, func(ks, ke int, escaped bool, s int) (int, error) {
+			end, err = jsonscan.WalkObject(data, vs, func(ks, ke int, escaped bool, s int) (int, error) {
 				var e int
 				var err error
 				switch {
-				case keyIs(data, ks, ke, escaped, "target"):
+				case jsonscan.KeyIs(data, ks, ke, escaped, "target"):
 					dup, seen[0] = dup || seen[0], true
 					e, err = f.labelMember(data, s, &f.labels, &rewrite, &errs[0])
-				case keyIs(data, ks, ke, escaped, "metric"):
+				case jsonscan.KeyIs(data, ks, ke, escaped, "metric"):
 					dup, seen[1] = dup || seen[1], true
-					e, err = lastWins(data, s, &errs[1], func() (e int, err error) {
-						metric, e, err = stringAt(data, s)
+					e, err = jsonscan.LastWins(data, s, &errs[1], func() (e int, err error) {
+						metric, e, err = jsonscan.StringAt(data, s)
 						return e, err
 					})
 				default:
-					e, err = skipValue(data, s)
+					e, err = jsonscan.SkipValue(data, s)
 				}
-				ms = append(ms, span{ks, ke, s, e, escaped})
+				ms = append(ms, jsonscan.Span{KS: ks, KE: ke, VS: s, VE: e, Escaped: escaped})
 				return e, err
 			})
 			f.spans = ms
@@ -612,9 +671,9 @@ func filterTargetsMetadataData(out, data []byte, allow visibleFunc, limit int) (
 		default:
 			return notObject(data, vs, "target metadata")
 		}
-		var add []member
+		var add []jsonscan.Member
 		if rewrite {
-			add = []member{withLabels("target", &f.labels)}
+			add = []jsonscan.Member{withLabels("target", &f.labels)}
 		}
 		// The series of this metric from this target carry the target's
 		// labels and the metric's name.
@@ -630,10 +689,10 @@ func filterTargetsMetadataData(out, data []byte, allow visibleFunc, limit int) (
 		case data[vs] == 'n':
 			return append(out, "{}"...), end, true, nil
 		case rewrite:
-			out, err = writeObject(out, data, ms, dropKeys("target"), add)
+			out, err = jsonscan.WriteObject(out, data, ms, jsonscan.DropKeys("target"), add)
 			return out, end, true, err
 		case dup:
-			out, err = writeObject(out, data, ms, nil, nil)
+			out, err = jsonscan.WriteObject(out, data, ms, nil, nil)
 			return out, end, true, err
 		}
 		return append(out, data[vs:end]...), end, true, nil

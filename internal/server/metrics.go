@@ -3,6 +3,7 @@ package server
 import (
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -12,6 +13,16 @@ type metrics struct {
 	requests     *prometheus.CounterVec
 	duration     *prometheus.HistogramVec
 	authFailures prometheus.Counter
+	// The children of the vectors by label values, so that a request
+	// does not format and hash its labels (both sets are small: handlers
+	// are named by routeName, codes are the few a gateway answers).
+	counters  sync.Map // requestKey -> prometheus.Counter
+	observers sync.Map // handler -> prometheus.Observer
+}
+
+type requestKey struct {
+	handler string
+	code    int
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -37,8 +48,17 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 }
 
 func (m *metrics) observe(handler string, code int, d time.Duration) {
-	m.requests.WithLabelValues(handler, strconv.Itoa(code)).Inc()
-	m.duration.WithLabelValues(handler).Observe(d.Seconds())
+	k := requestKey{handler, code}
+	c, ok := m.counters.Load(k)
+	if !ok {
+		c, _ = m.counters.LoadOrStore(k, m.requests.WithLabelValues(handler, strconv.Itoa(code)))
+	}
+	c.(prometheus.Counter).Inc()
+	o, ok := m.observers.Load(handler)
+	if !ok {
+		o, _ = m.observers.LoadOrStore(handler, m.duration.WithLabelValues(handler))
+	}
+	o.(prometheus.Observer).Observe(d.Seconds())
 }
 
 // routeName keeps the handler label bounded: known API paths by name,
