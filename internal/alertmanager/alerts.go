@@ -78,7 +78,7 @@ type alertScan struct {
 	// labels are the starts of the alert's label sets since the last null:
 	// encoding/json merges a set given twice into one map.
 	labels []int
-	keys   [][2]int
+	keys   []jsonscan.Span
 }
 
 func (e *Enforcer) newScan() *alertScan {

@@ -447,8 +447,9 @@ func lower(c byte) byte {
 // and returns its end. present is false for null; rewrite reports that the
 // text is not how encoding/json writes the set it decodes to (a null
 // value, a name given twice), so that a caller that must show the set as
-// decoded writes it anew. keys is scratch space.
-func ScanLabels(b []byte, vs int, keys *[][2]int) (end int, present, rewrite bool, err error) {
+// decoded writes it anew. The members are left in *members (its space
+// reused), for LabelValue.
+func ScanLabels(b []byte, vs int, members *[]Span) (end int, present, rewrite bool, err error) {
 	switch b[vs] {
 	case 'n':
 		end, err = SkipLiteral(b, vs, "null")
@@ -461,34 +462,36 @@ func ScanLabels(b []byte, vs int, keys *[][2]int) (end int, present, rewrite boo
 		}
 		return end, false, false, err
 	}
-	ks := (*keys)[:0]
+	ks := (*members)[:0]
 	escapedKey := false
 	end, err = WalkObject(b, vs, func(k, ke int, escaped bool, s int) (int, error) {
-		ks = append(ks, [2]int{k, ke})
 		escapedKey = escapedKey || escaped
+		var e int
+		var err error
+		valueEscaped := false
 		switch b[s] {
 		case '"':
-			e, _, err := SkipString(b, s)
-			return e, err
+			e, valueEscaped, err = SkipString(b, s)
 		case 'n':
 			// encoding/json reads a null value as the empty string.
 			rewrite = true
-			return SkipLiteral(b, s, "null")
+			e, err = SkipLiteral(b, s, "null")
+		default:
+			if e, err = SkipValue(b, s); err == nil {
+				err = TypeError(b[s], "a label value")
+			}
 		}
-		e, err := SkipValue(b, s)
-		if err == nil {
-			err = TypeError(b[s], "a label value")
-		}
+		ks = append(ks, Span{KS: k, KE: ke, VS: s, VE: e, Escaped: escaped, ValueEscaped: valueEscaped})
 		return e, err
 	})
-	*keys = ks
+	*members = ks
 	if err != nil || rewrite {
 		return end, true, rewrite, err
 	}
 	if escapedKey {
 		seen := make(map[string]bool, len(ks))
 		for _, k := range ks {
-			name, err := StringValue(b, k[0], k[1], true)
+			name, err := StringValue(b, k.KS, k.KE, true)
 			if err != nil {
 				return end, true, false, err
 			}
@@ -501,12 +504,31 @@ func ScanLabels(b []byte, vs int, keys *[][2]int) (end int, present, rewrite boo
 	}
 	for i, a := range ks {
 		for _, c := range ks[i+1:] {
-			if string(b[a[0]:a[1]]) == string(b[c[0]:c[1]]) {
+			if string(b[a.KS:a.KE]) == string(b[c.KS:c.KE]) {
 				return end, true, true, nil
 			}
 		}
 	}
 	return end, true, false, nil
+}
+
+// LabelValue returns the value of the label name in the members of a
+// label set ScanLabels read, as encoding/json decodes the set: the last of
+// members with that name, null read as "". found is false when there is
+// none. The set is not walked again: a filter reads one label per matcher.
+func LabelValue(b []byte, members []Span, name string) (value string, found bool) {
+	for i := len(members) - 1; i >= 0; i-- {
+		m := &members[i]
+		if !KeyIs(b, m.KS, m.KE, m.Escaped, name) {
+			continue
+		}
+		if b[m.VS] != '"' {
+			return "", true
+		}
+		v, _ := StringValue(b, m.VS, m.VE, m.ValueEscaped)
+		return v, true
+	}
+	return "", false
 }
 
 // StringMember returns the value of the member name of the object at
@@ -580,11 +602,12 @@ func kind(c byte) string {
 }
 
 // Span is a member of an object: key b[KS:KE], quotes included, and value
-// b[VS:VE]; Escaped says the key has escapes. Filters collect the members
-// of an object they may have to write anew (WriteObject).
+// b[VS:VE]; Escaped says the key has escapes, ValueEscaped the value (a
+// string; set by ScanLabels only). Filters collect the members of an
+// object they may have to write anew (WriteObject).
 type Span struct {
-	KS, KE, VS, VE int
-	Escaped        bool
+	KS, KE, VS, VE        int
+	Escaped, ValueEscaped bool
 }
 
 // Member is a key and an encoded value to write into an object.

@@ -195,8 +195,8 @@ func TestScanLabels(t *testing.T) {
 		{`"a"`, false, false, true},
 		{`{"a":"1",}`, true, false, true},
 	} {
-		var keys [][2]int
-		end, present, rewrite, err := ScanLabels([]byte(tc.in), 0, &keys)
+		var members []Span
+		end, present, rewrite, err := ScanLabels([]byte(tc.in), 0, &members)
 		if (err != nil) != tc.err || err == nil && (present != tc.present || rewrite != tc.rewrite || end != len(tc.in)) {
 			t.Errorf("ScanLabels(%s) = %d, %v, %v, %v", tc.in, end, present, rewrite, err)
 		}
@@ -209,9 +209,16 @@ func TestStringMember(t *testing.T) {
 	if err := json.Unmarshal(in, &want); err != nil {
 		t.Fatal(err)
 	}
+	var members []Span
+	if _, _, _, err := ScanLabels(in, 0, &members); err != nil {
+		t.Fatal(err)
+	}
 	for _, name := range []string{"team", "job", "x", "team2", "absent", "Team"} {
 		v, found := StringMember(in, 0, name)
 		w, ok := want[name]
+		if lv, lfound := LabelValue(in, members, name); lv != v || lfound != found {
+			t.Errorf("LabelValue(%q) = %q, %v; StringMember %q, %v", name, lv, lfound, v, found)
+		}
 		if v != w || found != ok {
 			t.Errorf("StringMember(%s) = %q, %v; want %q, %v", name, v, found, w, ok)
 		}

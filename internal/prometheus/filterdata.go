@@ -40,12 +40,16 @@ func firstError(errs ...error) error {
 type labelsAt struct {
 	b         []byte
 	at, end   int
+	members   []jsonscan.Span // the set's members, from ScanLabels
 	metric    string
 	hasMetric bool
 }
 
 func (l *labelsAt) set(b []byte, at, end int) {
 	l.b, l.at, l.end, l.metric, l.hasMetric = b, at, end, "", false
+	if at < 0 {
+		l.members = l.members[:0]
+	}
 }
 
 // get returns the value of a label ("" when the set does not have it),
@@ -57,7 +61,7 @@ func (l *labelsAt) get(name string) string {
 	if l.at < 0 || l.b[l.at] != '{' {
 		return ""
 	}
-	v, _ := jsonscan.StringMember(l.b, l.at, name)
+	v, _ := jsonscan.LabelValue(l.b, l.members, name)
 	return v
 }
 
@@ -89,8 +93,7 @@ type labelFilter struct {
 	labels, rule, disc          labelsAt
 	getLabels, getRule, getDisc func(string) string
 	spans, ruleSpans, top       []jsonscan.Span // members of the objects being decided on
-	keys                        [][2]int
-	rules, alerts               []byte // scratch for a group's rules, a rule's alerts
+	rules, alerts               []byte          // scratch for a group's rules, a rule's alerts
 	lists                       [2][]byte
 }
 
@@ -192,7 +195,7 @@ func notObject(b []byte, vs int, what string) ([]byte, int, bool, error) {
 // wins); errors of shape are kept in *slot (see jsonscan.LastWins).
 func (f *labelFilter) labelMember(b []byte, s int, l *labelsAt, rewrite *bool, slot *error) (int, error) {
 	return jsonscan.LastWins(b, s, slot, func() (int, error) {
-		e, present, rw, err := jsonscan.ScanLabels(b, s, &f.keys)
+		e, present, rw, err := jsonscan.ScanLabels(b, s, &l.members)
 		at := s
 		if !present {
 			at = -1
