@@ -15,6 +15,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/bits"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -222,11 +223,13 @@ func SkipString(b []byte, i int) (end int, escaped bool, err error) {
 	i++
 	for {
 		// Eight bytes at a time while none is a quote, a backslash or a
-		// control character.
+		// control character; then straight to the first that is (the
+		// lowest flag is exact: borrows only raise false flags above it).
 		for i+8 <= len(b) {
 			x := binary.LittleEndian.Uint64(b[i:])
 			q, bs := x^(lsb*'"'), x^(lsb*'\\')
-			if ((q-lsb)&^q|(bs-lsb)&^bs|(x-lsb*0x20)&^x)&msb != 0 {
+			if m := ((q-lsb)&^q | (bs-lsb)&^bs | (x-lsb*0x20)&^x) & msb; m != 0 {
+				i += bits.TrailingZeros64(m) >> 3
 				break
 			}
 			i += 8
