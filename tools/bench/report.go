@@ -65,6 +65,14 @@ func summarize(ss, direct []sample) summary {
 	return out
 }
 
+// fmtShare is the proxy's CPU per request as a share of the upstream's.
+func fmtShare(s summary) string {
+	if s.promCPU <= 0 {
+		return "?"
+	}
+	return fmt.Sprintf("%.1f%%", 100*s.gateCPU/s.promCPU)
+}
+
 func fmtDur(s float64) string {
 	d := time.Duration(s * float64(time.Second))
 	switch {
@@ -124,7 +132,7 @@ func printReport(out io.Writer, o options, e *env, cs []*benchCase, sizes map[st
 	fmt.Fprintln(out)
 
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "case\tenc\tanswer\ttarget\treq/s\tp50\tp99\t×direct\t(range)\tCPU model\tproxy CPU µs/req\tupstream CPU µs/req\tproxy peak RSS\t")
+	fmt.Fprintln(tw, "case\tenc\tanswer\ttarget\treq/s\tp50\tp99\t×direct\t(range)\tCPU model\tproxy CPU µs/req\tupstream CPU µs/req\tproxy/upstream CPU\tproxy peak RSS\t")
 	type key struct{ v, t string }
 	sum := map[key]summary{}
 	var goals []string
@@ -157,9 +165,10 @@ func printReport(out io.Writer, o options, e *env, cs []*benchCase, sizes map[st
 				if i == 0 {
 					cname, encName, ans = c.name, enc, fmtBytes(size)
 				}
-				proxyCPU, rss := "", ""
+				proxyCPU, share, rss := "", "", ""
 				if name != "direct" {
 					proxyCPU = fmt.Sprintf("%.0f", s.gateCPU)
+					share = fmtShare(s)
 					if s.rssOK {
 						rss = fmtBytes(int(s.rss))
 					}
@@ -168,8 +177,8 @@ func printReport(out io.Writer, o options, e *env, cs []*benchCase, sizes map[st
 				if name != "direct" {
 					spread = fmt.Sprintf("%.2f–%.2f", s.lo, s.hi)
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.0f\t%s\t%s\t%.2f\t%s\t%.3f\t%s\t%.0f\t%s\t\n",
-					cname, encName, ans, name, s.rate, fmtDur(s.p50), fmtDur(s.p99), s.ratio, spread, model, proxyCPU, s.promCPU, rss)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.0f\t%s\t%s\t%.2f\t%s\t%.3f\t%s\t%.0f\t%s\t%s\t\n",
+					cname, encName, ans, name, s.rate, fmtDur(s.p50), fmtDur(s.p99), s.ratio, spread, model, proxyCPU, s.promCPU, share, rss)
 			}
 			g, n := sum[key{v.label(), "promgate"}], sum[key{v.label(), "nginx"}]
 			// A miss whose ranges overlap may be the machine's noise.
@@ -179,11 +188,15 @@ func printReport(out io.Writer, o options, e *env, cs []*benchCase, sizes map[st
 				}
 				return ""
 			}
+			// What each proxy costs, against the upstream's work for the
+			// same requests: the part of a miss that is the proxy's own,
+			// free of the upstream's run-to-run noise.
+			costs := fmt.Sprintf("; proxy/upstream CPU: promgate %s, nginx %s", fmtShare(g), fmtShare(n))
 			if g.ratio < n.ratio {
-				goals = append(goals, fmt.Sprintf("%s: promgate %.2f < nginx %.2f%s", v.label(), g.ratio, n.ratio, noise(g.hi >= n.lo)))
+				goals = append(goals, fmt.Sprintf("%s: promgate %.2f < nginx %.2f%s%s", v.label(), g.ratio, n.ratio, noise(g.hi >= n.lo), costs))
 			}
 			if c.queryBound && g.ratio < 0.95 {
-				goals = append(goals, fmt.Sprintf("%s: promgate %.2f < 0.95 where the query dominates%s", v.label(), g.ratio, noise(g.hi >= 0.95)))
+				goals = append(goals, fmt.Sprintf("%s: promgate %.2f < 0.95 where the query dominates%s%s", v.label(), g.ratio, noise(g.hi >= 0.95), costs))
 			}
 			if c.small && g.gateCPU >= 100 {
 				goals = append(goals, fmt.Sprintf("%s: promgate CPU %.0f µs per request ≥ 100", v.label(), g.gateCPU))
