@@ -156,8 +156,17 @@ func TestHandle(t *testing.T) {
 			target:     "/api/v2/alerts?filter=alertname%3D%22X%22&active=true&silenced=false&group=x",
 			wantStatus: 200, wantContains: []string{`"fingerprint":"fa"`, `"silencedBy":["` + silA + `"]`},
 			wantAbsent:   []string{`"fb"`, silB},
-			wantUpstream: []string{"GET /api/v2/alerts?active=true&filter=alertname%3D%22X%22&silenced=false", "GET /api/v2/silences"}},
+			wantUpstream: []string{"GET /api/v2/alerts?active=true&filter=alertname%3D%22X%22&filter=team%3D%22a%22&silenced=false", "GET /api/v2/silences"}},
 		{name: "gzip answer read", method: "GET", target: "/api/v2/alerts", gzip: true,
+			wantStatus: 200, wantContains: []string{`"fingerprint":"fa"`}, wantAbsent: []string{`"fb"`},
+			wantUpstream: []string{"GET /api/v2/alerts?filter=team%3D%22a%22", "GET /api/v2/silences"}},
+		// Alertmanager is asked for the tenant's share only when one
+		// filter says it; the answer is filtered by promgate either way
+		// (fakeAM ignores filters).
+		{name: "union policy: no upstream filter", policy: []string{`{team="a"}`, `{team="b"}`}, method: "GET", target: "/api/v2/alerts",
+			wantStatus: 200, wantContains: []string{`"fingerprint":"fa"`, `"fingerprint":"fb"`},
+			wantUpstream: []string{"GET /api/v2/alerts", "GET /api/v2/silences"}},
+		{name: "regex policy: no upstream filter", policy: []string{`{team=~"a|c"}`}, method: "GET", target: "/api/v2/alerts",
 			wantStatus: 200, wantContains: []string{`"fingerprint":"fa"`}, wantAbsent: []string{`"fb"`},
 			wantUpstream: []string{"GET /api/v2/alerts", "GET /api/v2/silences"}},
 		{name: "bad filter never reaches Alertmanager", method: "GET", target: "/api/v2/alerts?filter=foo",
@@ -166,7 +175,7 @@ func TestHandle(t *testing.T) {
 			wantStatus: 400, wantBody: `"failed to parse receiver param: error parsing regexp: missing closing ): ` + "`^(?:()$`" + `"`},
 		{name: "groups filtered", method: "GET", target: "/api/v2/alerts/groups?receiver=default",
 			wantStatus: 200, wantContains: []string{`"fingerprint":"fa"`, `"receiver":{"name":"default"}`}, wantAbsent: []string{`"fb"`},
-			wantUpstream: []string{"GET /api/v2/alerts/groups?receiver=default", "GET /api/v2/silences"}},
+			wantUpstream: []string{"GET /api/v2/alerts/groups?filter=team%3D%22a%22&receiver=default", "GET /api/v2/silences"}},
 		{name: "post own alert", method: "POST", target: "/api/v2/alerts", contentType: json,
 			body: `[{"labels":{"alertname":"X","team":"a"}}]`, wantStatus: 200,
 			wantUpstream: []string{"GET /api/v2/status", "POST /api/v2/alerts"}, wantSent: `[{"labels":{"alertname":"X","team":"a"}}]`},

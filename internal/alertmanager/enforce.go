@@ -70,6 +70,47 @@ func (e *Enforcer) Allows(lset map[string]string) bool {
 	return false
 }
 
+// UpstreamFilters returns filter parameters for Alertmanager's alert
+// listings that select a superset of the alerts the policy allows, so that
+// Alertmanager writes and promgate reads only the tenant's share of a
+// shared Alertmanager: the equality matchers of a policy of one selector
+// (a union cannot be one filter). Filtering the answer stays with Allows;
+// this only narrows what is fetched. Matchers whose text Alertmanager's
+// parsers might read otherwise are left out (nil: no narrowing).
+func (e *Enforcer) UpstreamFilters() []string {
+	if len(e.selectors) != 1 {
+		return nil
+	}
+	var fs []string
+	for _, m := range e.selectors[0] {
+		if m.Type == labels.MatchEqual && plainLabelName(m.Name) && plainValue(m.Value) {
+			fs = append(fs, m.Name+`="`+m.Value+`"`)
+		}
+	}
+	return fs
+}
+
+func plainLabelName(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || i > 0 && c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return s != ""
+}
+
+// plainValue is a value that needs no escaping in any matcher syntax.
+func plainValue(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("_-.:/@+", c) >= 0) {
+			return false
+		}
+	}
+	return true
+}
+
 // Owns reports whether a silence with these matchers belongs to the tenant:
 // they imply at least one selector of the policy.
 func (e *Enforcer) Owns(ms []*amlabels.Matcher) bool {

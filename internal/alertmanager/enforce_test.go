@@ -2,6 +2,7 @@ package alertmanager
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 
@@ -194,6 +195,37 @@ func TestContradicts(t *testing.T) {
 	} {
 		if got := contradicts(amTerms(amMatchers(t, tc.matchers))); got != tc.want {
 			t.Errorf("{%s}: got %v, want %v", tc.matchers, got, tc.want)
+		}
+	}
+}
+
+func TestUpstreamFilters(t *testing.T) {
+	for _, tc := range []struct {
+		policy []string
+		want   []string
+	}{
+		{[]string{`{team="a"}`}, []string{`team="a"`}},
+		{[]string{`{team="a", env="prod", job=~"x.*", ns!="kube"}`}, []string{`team="a"`, `env="prod"`}},
+		{[]string{`{team=""}`}, []string{`team=""`}},
+		{[]string{`{team="ns-alice_1.example.com:80/x@y+z"}`}, []string{`team="ns-alice_1.example.com:80/x@y+z"`}},
+		// Values a matcher parser could read otherwise are not sent.
+		{[]string{`{team="a\"b", env="prod"}`}, []string{`env="prod"`}},
+		{[]string{`{team="a b"}`}, nil},
+		{[]string{`{team="é"}`}, nil},
+		{[]string{`{team=~"a"}`}, nil},
+		// A union is no single filter.
+		{[]string{`{team="a"}`, `{team="b"}`}, nil},
+	} {
+		got := policy(t, tc.policy...).UpstreamFilters()
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("%v: UpstreamFilters() = %q, want %q", tc.policy, got, tc.want)
+		}
+		// Alertmanager reads each as the equality matcher it came from.
+		for _, f := range got {
+			m, err := compat.Matcher(f, "test")
+			if err != nil || m.Type != amlabels.MatchEqual || f != m.Name+`="`+m.Value+`"` {
+				t.Errorf("%s: Alertmanager reads %v (%v)", f, m, err)
+			}
 		}
 	}
 }

@@ -63,6 +63,8 @@ func (a *API) getAlerts(w http.ResponseWriter, r *http.Request, e *Enforcer, pat
 	if err != nil {
 		return err
 	}
+	// Alertmanager ANDs its filters: the client's and the policy's.
+	q["filter"] = append(q["filter"], e.UpstreamFilters()...)
 	ctx, cancel := a.up.WithTimeout(r.Context())
 	defer cancel()
 	ans, err := a.call(ctx, http.MethodGet, path, q, nil)
@@ -91,6 +93,8 @@ func (a *API) getAlertGroups(w http.ResponseWriter, r *http.Request, e *Enforcer
 	if err != nil {
 		return err
 	}
+	// Alertmanager ANDs its filters: the client's and the policy's.
+	q["filter"] = append(q["filter"], e.UpstreamFilters()...)
 	ctx, cancel := a.up.WithTimeout(r.Context())
 	defer cancel()
 	ans, err := a.call(ctx, http.MethodGet, path, q, nil)
@@ -134,7 +138,7 @@ func (a *API) visible(ctx context.Context, e *Enforcer, refs Refs) (Visible, err
 	if len(refs.Alerts) > 0 {
 		// Without parameters, every alert: active, silenced, inhibited
 		// and unprocessed.
-		ans, err := a.call(ctx, http.MethodGet, "/api/v2/alerts", nil, nil)
+		ans, err := a.call(ctx, http.MethodGet, "/api/v2/alerts", url.Values{"filter": e.UpstreamFilters()}, nil)
 		if err != nil {
 			return v, err
 		}
