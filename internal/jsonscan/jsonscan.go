@@ -399,14 +399,22 @@ func NewFields(names ...string) *Fields {
 // name exactly once decoded (as a map key, it would be that name).
 func (f *Fields) Match(b []byte, ks, ke int, escaped bool) (field int, exact bool) {
 	raw := b[ks+1 : ke-1]
-	if !escaped && f.ascii && isASCII(raw) {
-		// ASCII folds to ASCII only: letters compared without case.
+	if !escaped && f.ascii {
+		// The common case first: the key as the upstream spells it.
 		for i, n := range f.names {
-			if len(n) == len(raw) && equalFoldASCII(raw, n) {
-				return i, string(raw) == n
+			if string(raw) == n {
+				return i, true
 			}
 		}
-		return -1, false
+		if isASCII(raw) {
+			// ASCII folds to ASCII only: letters compared without case.
+			for i, n := range f.names {
+				if len(n) == len(raw) && equalFoldASCII(raw, n) {
+					return i, false
+				}
+			}
+			return -1, false
+		}
 	}
 	s, err := StringValue(b, ks, ke, escaped)
 	if err != nil {
