@@ -59,37 +59,25 @@ func query(r *http.Request, names []string) (url.Values, error) {
 }
 
 func (a *API) getAlerts(w http.ResponseWriter, r *http.Request, e *Enforcer, path string) error {
-	q, err := query(r, alertsParams)
-	if err != nil {
-		return err
-	}
-	// Alertmanager ANDs its filters: the client's and the policy's.
-	q["filter"] = append(q["filter"], e.UpstreamFilters()...)
-	ctx, cancel := a.up.WithTimeout(r.Context())
-	defer cancel()
-	ans, err := a.call(ctx, http.MethodGet, path, q, nil)
-	defer ans.release() // after the answer, which refers to it, is written
-	if err != nil || ans.status != http.StatusOK {
-		return a.relay(w, ans, err)
-	}
-	l, err := e.FilterAlerts(ans.body)
-	if err != nil {
-		return a.unreadable(path, err)
-	}
-	v, err := a.visible(ctx, e, l.Refs())
-	if err != nil {
-		return err
-	}
-	body, err := l.Encode(v)
-	if err != nil {
-		return a.unreadable(path, err)
-	}
-	writeBody(w, ans, body)
-	return nil
+	return a.getListing(w, r, e, path, alertsParams, func(b []byte) (listing, error) { return e.FilterAlerts(b) })
 }
 
 func (a *API) getAlertGroups(w http.ResponseWriter, r *http.Request, e *Enforcer, path string) error {
-	q, err := query(r, groupsParams)
+	return a.getListing(w, r, e, path, groupsParams, func(b []byte) (listing, error) { return e.FilterAlertGroups(b) })
+}
+
+// listing is an alert listing filtered for a tenant (Alerts, AlertGroups).
+type listing interface {
+	Refs() Refs
+	Encode(Visible) ([]byte, error)
+}
+
+// getListing answers an alert listing: fetched with the client's
+// parameters of params, filtered, and its references to what the tenant
+// may not see removed.
+func (a *API) getListing(w http.ResponseWriter, r *http.Request, e *Enforcer, path string, params []string,
+	filter func([]byte) (listing, error)) error {
+	q, err := query(r, params)
 	if err != nil {
 		return err
 	}
@@ -102,7 +90,7 @@ func (a *API) getAlertGroups(w http.ResponseWriter, r *http.Request, e *Enforcer
 	if err != nil || ans.status != http.StatusOK {
 		return a.relay(w, ans, err)
 	}
-	l, err := e.FilterAlertGroups(ans.body)
+	l, err := filter(ans.body)
 	if err != nil {
 		return a.unreadable(path, err)
 	}
