@@ -95,62 +95,11 @@ func SkipValue(b []byte, i int) (int, error) {
 }
 
 func skipObject(b []byte, i int) (int, error) {
-	i = SkipSpace(b, i+1)
-	if i < len(b) && b[i] == '}' {
-		return i + 1, nil
-	}
-	for {
-		if i >= len(b) || b[i] != '"' {
-			return i, SyntaxAt(b, i, "looking for beginning of object key string")
-		}
-		ke, _, err := SkipString(b, i)
-		if err != nil {
-			return ke, err
-		}
-		j := SkipSpace(b, ke)
-		if j >= len(b) || b[j] != ':' {
-			return j, SyntaxAt(b, j, "after object key")
-		}
-		ve, err := SkipValue(b, SkipSpace(b, j+1))
-		if err != nil {
-			return ve, err
-		}
-		if i = SkipSpace(b, ve); i >= len(b) {
-			return i, ErrEnd
-		}
-		switch b[i] {
-		case ',':
-			i = SkipSpace(b, i+1)
-		case '}':
-			return i + 1, nil
-		default:
-			return i, SyntaxAt(b, i, "after object key:value pair")
-		}
-	}
+	return WalkObject(b, i, func(_, _ int, _ bool, vs int) (int, error) { return SkipValue(b, vs) })
 }
 
 func skipArray(b []byte, i int) (int, error) {
-	i = SkipSpace(b, i+1)
-	if i < len(b) && b[i] == ']' {
-		return i + 1, nil
-	}
-	for {
-		ve, err := SkipValue(b, i)
-		if err != nil {
-			return ve, err
-		}
-		if i = SkipSpace(b, ve); i >= len(b) {
-			return i, ErrEnd
-		}
-		switch b[i] {
-		case ',':
-			i = SkipSpace(b, i+1)
-		case ']':
-			return i + 1, nil
-		default:
-			return i, SyntaxAt(b, i, "after array element")
-		}
-	}
+	return WalkArray(b, i, func(vs int) (int, error) { return SkipValue(b, vs) })
 }
 
 // SkipLiteral checks that the literal lit (true, false, null) starts at
