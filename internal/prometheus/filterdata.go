@@ -246,15 +246,23 @@ func (f *labelFilter) alert(out, b []byte, vs int) ([]byte, int, bool, error) {
 	if err != nil || !f.allow(f.getLabels) {
 		return out, end, false, err
 	}
+	return f.kept(out, b, ms, vs, end, rewrite, dup)
+}
+
+// kept appends an element kept, b[vs:end] with members ms: with its
+// label set written anew when the text is not how encoding/json writes it
+// (rewrite), each key once when one is given twice (dup), else as it came.
+func (f *labelFilter) kept(out, b []byte, ms []jsonscan.Span, vs, end int, rewrite, dup bool) ([]byte, int, bool, error) {
+	var err error
 	switch {
 	case rewrite:
 		out, err = jsonscan.WriteObject(out, b, ms, jsonscan.DropKeys("labels"), []jsonscan.Member{withLabels("labels", &f.labels)})
-		return out, end, true, err
 	case dup:
 		out, err = jsonscan.WriteObject(out, b, ms, nil, nil)
-		return out, end, true, err
+	default:
+		out = append(out, b[vs:end]...)
 	}
-	return append(out, b[vs:end]...), end, true, nil
+	return out, end, true, err
 }
 
 // filterAlertsData keeps the alerts of /api/v1/alerts the tenant may see.
@@ -555,15 +563,7 @@ func (f *labelFilter) target(out, b []byte, vs int) ([]byte, int, bool, error) {
 	if !(hasLabels && f.allow(f.getLabels) || !hasLabels && hasDisc && f.allow(f.getDisc)) {
 		return out, end, false, nil
 	}
-	switch {
-	case rewrite:
-		out, err = jsonscan.WriteObject(out, b, ms, jsonscan.DropKeys("labels"), []jsonscan.Member{withLabels("labels", &f.labels)})
-		return out, end, true, err
-	case dup:
-		out, err = jsonscan.WriteObject(out, b, ms, nil, nil)
-		return out, end, true, err
-	}
-	return append(out, b[vs:end]...), end, true, nil
+	return f.kept(out, b, ms, vs, end, rewrite, dup)
 }
 
 // filterTargetsData keeps the active and dropped targets the tenant may
