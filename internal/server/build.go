@@ -93,6 +93,17 @@ func Build(cfg *config.Config, o BuildOptions, logger *slog.Logger) (*State, err
 	return st, nil
 }
 
+// Close closes the upstreams' idle connections, and the others as they
+// come back: a reload's new state has upstreams of its own.
+func (st *State) Close() {
+	if st.Prometheus != nil {
+		st.Prometheus.Close()
+	}
+	if st.Alertmanager != nil {
+		st.Alertmanager.Close()
+	}
+}
+
 // headers renders an upstream's configured headers per user; nil when it
 // has none.
 func headers(u *config.Upstream) func(string) (http.Header, error) {

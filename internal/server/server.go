@@ -118,8 +118,13 @@ func New(opts Options, st *State) *Server {
 	return s
 }
 
-// Swap serves st from now on.
-func (s *Server) Swap(st *State) { s.state.Store(st) }
+// Swap serves st from now on. The old state's upstream connections close
+// as the requests still using them finish.
+func (s *Server) Swap(st *State) {
+	if old := s.state.Swap(st); old != nil && old != st {
+		old.Close()
+	}
+}
 
 // ServeHTTP runs the pipeline for one request.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {

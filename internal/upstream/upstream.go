@@ -5,11 +5,11 @@ package upstream
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httputil"
 	"net/textproto"
 	"net/url"
 	"sort"
@@ -25,6 +25,7 @@ import (
 // Options configure an Upstream.
 type Options struct {
 	// URL is the server's base URL; request paths are appended to its path.
+	// Its user information, if any, is sent as basic auth on every request.
 	URL *url.URL
 	// Timeout bounds a whole call, response body included.
 	Timeout time.Duration
@@ -43,22 +44,26 @@ type Options struct {
 	// through promgate ("/prometheus", "/alertmanager"); redirects to the
 	// upstream's own paths are rewritten under it.
 	PublicPrefix string
+	// ErrorWriter answers a failed exchange (502, 504, 499) in the format
+	// of the API in front (Alertmanager's for /alertmanager); nil writes
+	// Prometheus' envelope.
+	ErrorWriter func(w http.ResponseWriter, r *http.Request, err error)
 }
 
 // Upstream is one server behind promgate.
 type Upstream struct {
-	base      *url.URL
-	basePath  string // base.Path without its trailing slash
-	timeout   time.Duration
-	headers   func(user string) (http.Header, error)
-	strip     []string
-	stripped  map[string]bool // strip, as a set
-	pool      *connPool
-	dialer    *dialer
-	transport *http.Transport        // for request bodies streamed from the client
-	proxy     *httputil.ReverseProxy // over transport
-	logger    *slog.Logger
-	public    string
+	base          *url.URL
+	basePath      string // base.Path without its trailing slash
+	timeout       time.Duration
+	headers       func(user string) (http.Header, error)
+	strip         []string
+	stripped      map[string]bool // strip, as a set
+	authorization string          // from the URL's user information
+	pool          *connPool
+	dialer        *dialer
+	logger        *slog.Logger
+	public        string
+	writeErr      func(w http.ResponseWriter, r *http.Request, err error)
 }
 
 // New returns an Upstream. Header templates were validated with the
@@ -70,6 +75,9 @@ func New(o Options, logger *slog.Logger) (*Upstream, error) {
 	if o.Timeout <= 0 {
 		o.Timeout = 2 * time.Minute
 	}
+	if o.URL.Scheme != "http" && o.URL.Scheme != "https" {
+		return nil, fmt.Errorf("upstream %s: the scheme must be http or https", o.URL.Redacted())
+	}
 	u := &Upstream{
 		base:     o.URL,
 		basePath: strings.TrimSuffix(o.URL.Path, "/"),
@@ -78,99 +86,67 @@ func New(o Options, logger *slog.Logger) (*Upstream, error) {
 		stripped: map[string]bool{},
 		logger:   logger,
 		public:   strings.TrimSuffix(o.PublicPrefix, "/"),
+		writeErr: o.ErrorWriter,
 		// The pool holds as many idle connections as requests may be in
 		// flight, so that a burst does not open new ones.
 		pool:   &connPool{max: o.MaxIdleConns, timeout: idleConnTimeout},
 		dialer: newDialer(o.URL.Scheme, o.URL.Host),
-		transport: &http.Transport{
-			Proxy:       nil, // never route tenant traffic through an environment proxy
-			DialContext: (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-			// The client's Accept-Encoding is passed through; letting the
-			// transport ask for gzip on its own would make it decompress
-			// every answer it streams (the round trip SPEC section 9 warns of).
-			DisableCompression:    true,
-			MaxIdleConns:          o.MaxIdleConns,
-			MaxIdleConnsPerHost:   o.MaxIdleConns,
-			IdleConnTimeout:       idleConnTimeout,
-			TLSHandshakeTimeout:   10 * time.Second,
-			ExpectContinueTimeout: time.Second,
-		},
 	}
-	for _, h := range o.StripHeaders {
-		u.strip = append(u.strip, http.CanonicalHeaderKey(h))
+	if u.writeErr == nil {
+		u.writeErr = func(w http.ResponseWriter, _ *http.Request, err error) { apierror.Write(w, err) }
 	}
-	for _, h := range o.HeaderNames {
-		// A tenancy header sent by the client must never reach the upstream.
-		u.strip = append(u.strip, http.CanonicalHeaderKey(h))
+	strip := append([]string(nil), o.StripHeaders...)
+	// A tenancy header sent by the client must never reach the upstream.
+	strip = append(strip, o.HeaderNames...)
+	if user := o.URL.User; user != nil {
+		for _, h := range o.HeaderNames {
+			if http.CanonicalHeaderKey(h) == "Authorization" {
+				return nil, fmt.Errorf("upstream %s: credentials in the URL and an Authorization header: give one", o.URL.Redacted())
+			}
+		}
+		password, _ := user.Password()
+		u.authorization = basicAuth(user.Username(), password)
+		strip = append(strip, "Authorization")
 	}
-	for _, h := range u.strip {
-		u.stripped[h] = true
-	}
-	u.proxy = &httputil.ReverseProxy{
-		Rewrite:        u.rewrite,
-		Transport:      u.transport,
-		BufferPool:     bufferPool{},
-		ErrorHandler:   u.errorHandler,
-		ModifyResponse: u.modifyResponse,
+	for _, h := range strip {
+		h = http.CanonicalHeaderKey(h)
+		if !u.stripped[h] {
+			u.strip = append(u.strip, h)
+			u.stripped[h] = true
+		}
 	}
 	return u, nil
 }
+
+// Close closes the idle connections, and those in use as they come back:
+// a reload's new configuration has upstreams of its own.
+func (u *Upstream) Close() { u.pool.close() }
 
 // idleConnTimeout closes connections idle for longer, before the upstream
 // does (Prometheus after 5 minutes).
 const idleConnTimeout = 90 * time.Second
 
-// maxReadBody is the largest client body read whole before the request is
-// sent; a longer one, or one of unknown length, is streamed.
-const maxReadBody = 1 << 20
-
 // ServeHTTP forwards r, whose URL path and query are already the ones the
 // upstream must see, and streams the answer back.
 func (u *Upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	extra, err := u.renderHeaders(r)
+	rq, err := u.newRequest(r, true)
 	if err != nil {
-		apierror.Write(w, err)
+		u.fail(w, r, err)
 		return
 	}
-	body, ok := bodyInMemory(r)
-	if !ok && r.ContentLength > 0 && r.ContentLength <= maxReadBody {
-		// A small body of known length (an unrestricted client's POST):
-		// read before the request is sent, in one piece.
-		body = make([]byte, r.ContentLength)
-		if _, err := io.ReadFull(r.Body, body); err != nil {
-			u.errorHandler(w, r, err)
-			return
-		}
-		ok = true
+	if rq.stream != nil {
+		// Go's HTTP/1 server closes the request body once the response
+		// starts; a body still being streamed upstream would be cut and
+		// the upstream connection torn down mid-answer (golang/go#40747).
+		_ = http.NewResponseController(w).EnableFullDuplex()
 	}
-	if !ok {
-		u.serveStreamedBody(w, r)
-		return
-	}
-	x, err := u.roundTrip(r.Context(), &request{in: r, out: r, body: body, extra: extra, forwards: true})
+	x, err := u.roundTrip(r.Context(), rq)
 	if err != nil {
-		u.errorHandler(w, r, err)
+		u.fail(w, r, err)
 		return
 	}
 	defer x.finish()
 	u.copyResponse(w, r, x)
-}
-
-// serveStreamedBody forwards a request whose body is still to be read from
-// the client, with http.Transport, which writes it while reading the answer.
-func (u *Upstream) serveStreamedBody(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), u.timeout)
-	defer cancel()
-	// Go's HTTP/1 server closes the request body once the response starts;
-	// a body still being streamed upstream (unrestricted POSTs) would be
-	// cut and the upstream connection torn down mid-answer (golang/go#40747).
-	_ = http.NewResponseController(w).EnableFullDuplex()
-	out := r.WithContext(ctx)
-	if err := u.setHeaders(out); err != nil {
-		apierror.Write(w, err)
-		return
-	}
-	u.proxy.ServeHTTP(w, out)
 }
 
 // copyResponse writes the answer of x to w as httputil.ReverseProxy would:
@@ -182,7 +158,7 @@ func (u *Upstream) serveStreamedBody(w http.ResponseWriter, r *http.Request) {
 func (u *Upstream) copyResponse(w http.ResponseWriter, r *http.Request, x *exchange) {
 	resp := x.resp
 	removeHopByHop(resp.Header)
-	_ = u.modifyResponse(resp)
+	u.moveRedirect(resp)
 	dst := w.Header()
 	for k, vv := range resp.Header {
 		if len(dst[k]) == 0 {
@@ -326,27 +302,13 @@ func removeHopByHop(h http.Header) {
 // the answer (to merge or filter it). The caller closes the body; the
 // context of r should carry a deadline (see WithTimeout).
 func (u *Upstream) Do(r *http.Request) (*http.Response, error) {
-	body, ok := bodyInMemory(r)
-	if !ok {
-		out := r.Clone(r.Context())
-		out.RequestURI = ""
-		if err := u.setHeaders(out); err != nil {
-			return nil, err
-		}
-		u.point(out)
-		resp, err := u.transport.RoundTrip(out)
-		if err != nil {
-			return nil, classify(r.Context(), err)
-		}
-		return resp, nil
-	}
-	extra, err := u.renderHeaders(r)
+	rq, err := u.newRequest(r, false)
 	if err != nil {
-		return nil, err
+		return nil, u.classify(r.Context(), err)
 	}
-	x, err := u.roundTrip(r.Context(), &request{in: r, out: r, body: body, extra: extra})
+	x, err := u.roundTrip(r.Context(), rq)
 	if err != nil {
-		return nil, classify(r.Context(), err)
+		return nil, u.classify(r.Context(), err)
 	}
 	x.resp.Body = &pooledBody{x: x, r: x.resp.Body}
 	return x.resp, nil
@@ -357,47 +319,8 @@ func (u *Upstream) WithTimeout(ctx context.Context) (context.Context, context.Ca
 	return context.WithTimeout(ctx, u.timeout)
 }
 
-func (u *Upstream) rewrite(pr *httputil.ProxyRequest) {
-	u.point(pr.Out)
-	pr.SetXForwarded()
-}
-
-// point aims out at the upstream.
-func (u *Upstream) point(out *http.Request) {
-	path, rawQuery := out.URL.Path, out.URL.RawQuery
-	out.URL = &url.URL{
-		Scheme:   u.base.Scheme,
-		Host:     u.base.Host,
-		User:     u.base.User,
-		Path:     strings.TrimSuffix(u.base.Path, "/") + path,
-		RawQuery: rawQuery,
-	}
-	out.Host = u.base.Host
-}
-
-// setHeaders removes the client's identity headers from r (a request of
-// promgate's own, never shared) and sets the tenancy headers. A tenancy
-// header that cannot be rendered fails the request: forwarding without it
-// could give the upstream no tenant at all.
-func (u *Upstream) setHeaders(r *http.Request) error {
-	r.Header = r.Header.Clone()
-	for _, h := range u.strip {
-		r.Header.Del(h)
-	}
-	r.Header.Del("Cookie")
-	h, err := u.renderHeaders(r)
-	if err != nil {
-		return err
-	}
-	for name, vs := range h {
-		r.Header[http.CanonicalHeaderKey(name)] = vs
-	}
-	return nil
-}
-
 // renderHeaders returns the tenancy headers for the identity of r (nil
-// without any). A tenancy header that cannot be rendered fails the request:
-// forwarding without it could give the upstream no tenant at all.
+// without any).
 func (u *Upstream) renderHeaders(r *http.Request) (http.Header, error) {
 	if u.headers == nil {
 		return nil, nil
@@ -411,22 +334,21 @@ func (u *Upstream) renderHeaders(r *http.Request) (http.Header, error) {
 	return h, nil
 }
 
-// modifyResponse moves redirects to the upstream's own paths (Prometheus
+// moveRedirect moves redirects to the upstream's own paths (Prometheus
 // sends / to /graph) under the prefix clients use.
-func (u *Upstream) modifyResponse(resp *http.Response) error {
+func (u *Upstream) moveRedirect(resp *http.Response) {
 	loc := resp.Header.Get("Location")
 	if loc == "" || !strings.HasPrefix(loc, "/") || strings.HasPrefix(loc, "//") {
-		return nil
+		return
 	}
 	// An upstream told its external URL (--web.external-url) already
 	// redirects under the public prefix.
 	if u.public == "" || under(loc, u.public) {
-		return nil
+		return
 	}
 	if base := strings.TrimSuffix(u.base.Path, "/"); base == "" || under(loc, base) {
 		resp.Header.Set("Location", u.public+loc[len(base):])
 	}
-	return nil
 }
 
 // under reports whether path is prefix or below it.
@@ -435,33 +357,35 @@ func under(path, prefix string) bool {
 	return ok && prefix != "" && (rest == "" || rest[0] == '/' || rest[0] == '?')
 }
 
-func (u *Upstream) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
-	e := classify(r.Context(), err)
-	if e.Type != apierror.Canceled {
-		u.logger.Warn("upstream request failed", "path", r.URL.Path, "err", err)
-	}
-	apierror.Write(w, e)
+// fail answers a request that got no answer from the upstream, in the
+// caller's error format.
+func (u *Upstream) fail(w http.ResponseWriter, r *http.Request, err error) {
+	u.writeErr(w, r, u.classify(r.Context(), err))
 }
 
 // classify maps a transport error to its status: 504 when the upstream took
-// too long, 499 when the client went away, 502 otherwise.
-func classify(ctx context.Context, err error) *apierror.Error {
+// too long, 499 when the client went away, 502 otherwise. Errors promgate
+// typed itself keep their type.
+func (u *Upstream) classify(ctx context.Context, err error) *apierror.Error {
+	var e *apierror.Error
+	if errors.As(err, &e) {
+		return e
+	}
 	var ne net.Error
 	switch {
 	case errors.Is(ctx.Err(), context.DeadlineExceeded), errors.Is(err, context.DeadlineExceeded),
 		errors.As(err, &ne) && ne.Timeout():
-		return apierror.New(apierror.Timeout, "upstream timed out")
+		e = apierror.New(apierror.Timeout, "upstream timed out")
 	case errors.Is(ctx.Err(), context.Canceled):
 		return apierror.New(apierror.Canceled, "client closed the request")
+	default:
+		// The cause (an address, a refused dial) is logged, not shown to
+		// tenants.
+		e = apierror.New(apierror.Upstream, "upstream unavailable")
 	}
-	// The cause (an address, a refused dial) is logged, not shown to tenants.
-	return apierror.New(apierror.Upstream, "upstream unavailable")
+	u.logger.Warn("upstream request failed", "err", err)
+	return e
 }
 
-// bufferPool recycles the copy buffers of streamed responses.
-type bufferPool struct{}
-
+// buffers recycles the copy buffers of streamed bodies.
 var buffers = sync.Pool{New: func() any { b := make([]byte, 32*1024); return &b }}
-
-func (bufferPool) Get() []byte  { return *(buffers.Get().(*[]byte)) }
-func (bufferPool) Put(b []byte) { buffers.Put(&b) }

@@ -20,7 +20,7 @@ import (
 	"github.com/promgate/promgate/internal/identity"
 )
 
-// Tests of the connection pool and the request path of client.go, against
+// Tests of the connection pool and the send path, against
 // real servers on loopback.
 
 // countingServer starts srv counting the connections it accepts.
@@ -406,7 +406,7 @@ func TestDoReleasesConnection(t *testing.T) {
 }
 
 // A body promgate does not hold (an unrestricted client's streamed POST)
-// goes through http.Transport.
+// is written while the answer is read, on the same send path.
 func TestStreamedBody(t *testing.T) {
 	up, _ := countingServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)

@@ -1,0 +1,144 @@
+package upstream
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"net"
+	"strings"
+	"sync"
+	"time"
+)
+
+// connPool keeps idle connections, most recently used first. A connection
+// leaves the pool only when nothing has arrived on it while it was idle: an
+// upstream (or a proxy in between) that sends bytes nobody asked for, a
+// late body or a 408, would otherwise have them read as the answer to the
+// next request, which may be another tenant's.
+type connPool struct {
+	mu      sync.Mutex
+	idle    []*conn
+	max     int
+	timeout time.Duration // idle connections older than this are closed
+	closed  bool
+}
+
+// conn is one keep-alive connection to the upstream.
+type conn struct {
+	nc        net.Conn
+	br        *bufio.Reader
+	buf       []byte // the request being written
+	idleSince time.Time
+}
+
+// readBufferSize holds a small answer (an instant query of a few dozen
+// series) in one read.
+const readBufferSize = 16 << 10
+
+// get returns an idle connection that is still open and has nothing
+// unread, or nil. Checking every connection (not only before requests that
+// cannot be replayed) costs one non-blocking peek.
+func (p *connPool) get() *conn {
+	for {
+		c := p.pop()
+		if c == nil {
+			return nil
+		}
+		if alive(c) {
+			return c
+		}
+		c.nc.Close()
+	}
+}
+
+func (p *connPool) pop() *conn {
+	now := time.Now()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for n := len(p.idle); n > 0; n = len(p.idle) {
+		c := p.idle[n-1]
+		p.idle[n-1] = nil
+		p.idle = p.idle[:n-1]
+		if now.Sub(c.idleSince) < p.timeout {
+			return c
+		}
+		c.nc.Close()
+	}
+	return nil
+}
+
+func (p *connPool) put(c *conn) {
+	c.idleSince = time.Now()
+	if cap(c.buf) > 64<<10 {
+		c.buf = nil // a large request body; do not keep its buffer
+	}
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		c.nc.Close()
+		return
+	}
+	// The least recently used connection has waited longest: close it
+	// when it is too old, or to make room.
+	if len(p.idle) > 0 && (len(p.idle) >= p.max || c.idleSince.Sub(p.idle[0].idleSince) >= p.timeout) {
+		old := p.idle[0]
+		copy(p.idle, p.idle[1:])
+		p.idle[len(p.idle)-1] = nil
+		p.idle = p.idle[:len(p.idle)-1]
+		defer old.nc.Close()
+	}
+	p.idle = append(p.idle, c)
+	p.mu.Unlock()
+}
+
+// close closes the idle connections; those in use are closed when they
+// come back.
+func (p *connPool) close() {
+	p.mu.Lock()
+	idle := p.idle
+	p.idle, p.closed = nil, true
+	p.mu.Unlock()
+	for _, c := range idle {
+		c.nc.Close()
+	}
+}
+
+// dialer opens connections to one upstream address.
+type dialer struct {
+	addr   string // host:port
+	tls    *tls.Config
+	dialer *net.Dialer
+}
+
+func newDialer(scheme, host string) *dialer {
+	d := &dialer{addr: host, dialer: &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}}
+	hostname, port, err := net.SplitHostPort(host)
+	if err != nil {
+		hostname = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+		port = map[bool]string{true: "443", false: "80"}[scheme == "https"]
+		d.addr = net.JoinHostPort(hostname, port)
+	}
+	if scheme == "https" {
+		d.tls = &tls.Config{ServerName: hostname}
+	}
+	return d
+}
+
+func (d *dialer) dial(ctx context.Context) (*conn, error) {
+	nc, err := d.dialer.DialContext(ctx, "tcp", d.addr)
+	if err != nil {
+		return nil, err
+	}
+	if d.tls != nil {
+		tc := tls.Client(nc, d.tls.Clone())
+		hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := tc.HandshakeContext(hctx)
+		cancel()
+		if err != nil {
+			nc.Close()
+			return nil, err
+		}
+		nc = tc
+	}
+	return &conn{nc: nc, br: bufio.NewReaderSize(nc, readBufferSize)}, nil
+}
