@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/promgate/promgate/internal/apierror"
 	"github.com/promgate/promgate/internal/upstream"
 )
 
@@ -27,11 +28,13 @@ func redirectOnly(path string) bool {
 }
 
 // forwardRedirect asks up for path and passes its answer to w if it is a
-// redirect; it reports whether it did. A request that is not GET or HEAD
-// is not sent.
+// redirect; it reports whether it answered. A request that is not GET or
+// HEAD is not sent: it is answered 405, as every UI route does.
 func forwardRedirect(w http.ResponseWriter, r *http.Request, up *upstream.Upstream, path string) bool {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		return false
+		w.Header().Set("Allow", "GET, HEAD")
+		apierror.Write(w, apierror.New(apierror.MethodNotAllowed, "method %s not allowed on %s", r.Method, path))
+		return true
 	}
 	out := r.Clone(r.Context())
 	out.URL.Path, out.URL.RawPath = path, ""
