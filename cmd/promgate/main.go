@@ -48,6 +48,7 @@ type flags struct {
 	shutdownTimout time.Duration
 	autoReload     time.Duration
 	reloadAccess   string
+	internalListen string
 	checkWebFiles  []string
 }
 
@@ -77,7 +78,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	serve.Flag("inject.trusted-sources", "Zero-config mode: addresses (CIDR) allowed to set the identity header.").Default("127.0.0.0/8", "::1/128").StringsVar(&f.injectTrusted)
 	serve.Flag("shutdown-timeout", "Time to finish requests in flight on SIGTERM.").Default("15s").DurationVar(&f.shutdownTimout)
 	serve.Flag("config.auto-reload-interval", "How often the configuration files (promgate.yml, the web configuration, the files they name) are checked for changes, which are then reloaded; 0 disables.").Default("5s").DurationVar(&f.autoReload)
-	serve.Flag("web.reload", "Who may POST /-/reload: admin-or-localhost (allow_all identities, or any authenticated caller from a loopback address), admin, or off.").Default(reloadAdminOrLocalhost).EnumVar(&f.reloadAccess, reloadAdminOrLocalhost, reloadAdmin, reloadOff)
+	serve.Flag("web.reload", "Who may POST /-/reload on --web.listen-address: admin (allow_all identities) or off. The internal listener always serves it. admin-or-localhost, the former default, is read as admin.").Default(reloadAdmin).EnumVar(&f.reloadAccess, reloadAdmin, reloadOff, reloadAdminOrLocalhost)
+	serve.Flag("web.internal-listen-address", "Address of the internal listener: /metrics, /-/reload, /-/healthy, /-/ready and pprof (/debug/pprof/), without authentication; bind it to an address tenants cannot reach. With it, /metrics on --web.listen-address is for allow_all identities only. Empty: off.").StringVar(&f.internalListen)
 	app.Flag("log.level", "Log level: debug, info, warn, error.").Default("info").EnumVar(&f.logLevel, "debug", "info", "warn", "error")
 	app.Flag("log.format", "Log format: logfmt or json.").Default("logfmt").EnumVar(&f.logFormat, "logfmt", "json")
 

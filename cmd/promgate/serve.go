@@ -22,11 +22,14 @@ import (
 	"github.com/promgate/promgate/internal/webconfig"
 )
 
-// Values of --web.reload.
+// Values of --web.reload. admin-or-localhost, the former default, let any
+// authenticated caller from a loopback address reload, which behind a
+// proxy on the same host is every tenant; it is kept so that command lines
+// naming it still start, and means admin.
 const (
-	reloadAdminOrLocalhost = "admin-or-localhost"
 	reloadAdmin            = "admin"
 	reloadOff              = "off"
+	reloadAdminOrLocalhost = "admin-or-localhost"
 )
 
 // loaded is one consistent configuration: the web configuration file,
@@ -124,15 +127,16 @@ func serveGateway(f flags, logger *slog.Logger) error {
 	}
 	webSrv := webconfig.NewServer(first.web, logger)
 	rl := newReloader(f, bo, logger, reg, webSrv)
-	opts := server.Options{
-		Logger:          logger,
-		RoutePrefix:     prefix,
-		Registry:        reg,
-		Reload:          func() error { return rl.reload("HTTP /-/reload") },
-		ReloadAdminOnly: f.reloadAccess == reloadAdmin,
+	if f.reloadAccess == reloadAdminOrLocalhost {
+		logger.Warn("--web.reload=admin-or-localhost is read as admin: a loopback address proves nothing behind a proxy on the same host; use --web.internal-listen-address for local tools")
 	}
-	if f.reloadAccess == reloadOff {
-		opts.Reload = nil
+	opts := server.Options{
+		Logger:               logger,
+		RoutePrefix:          prefix,
+		Registry:             reg,
+		Reload:               func() error { return rl.reload("HTTP /-/reload") },
+		PublicReload:         f.reloadAccess != reloadOff,
+		MetricsForAdminsOnly: f.internalListen != "",
 	}
 	srv := server.New(opts, first.st)
 	rl.start(srv, first)
@@ -166,12 +170,38 @@ func serveGateway(f flags, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	errc := make(chan error, 1)
+	// The internal listener is plain HTTP without authentication: it is
+	// for the operator's private address (as vmauth's
+	// -httpInternalListenAddr), never for tenants.
+	var internalSrv *http.Server
+	var internalLn net.Listener
+	if f.internalListen != "" {
+		if internalLn, err = net.Listen("tcp", f.internalListen); err != nil {
+			ln.Close()
+			return fmt.Errorf("--web.internal-listen-address: %w", err)
+		}
+		internalSrv = &http.Server{
+			Handler:           srv.Internal(),
+			ReadHeaderTimeout: f.readHeaderTO,
+			IdleTimeout:       f.idleTO,
+			ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		}
+	}
+	errc := make(chan error, 2)
 	go func() { errc <- webSrv.Serve(httpSrv, ln) }()
-	logger.Info("promgate started", "listen", ln.Addr().String(), "route_prefix", prefix,
+	internalAddr := ""
+	if internalSrv != nil {
+		internalAddr = internalLn.Addr().String()
+		go func() { errc <- internalSrv.Serve(internalLn) }()
+	}
+	logger.Info("promgate started", "listen", ln.Addr().String(), "internal_listen", internalAddr, "route_prefix", prefix,
 		"web_config", f.webConfig, "auto_reload_interval", f.autoReload)
 	select {
 	case err := <-errc:
+		if internalSrv != nil {
+			_ = internalSrv.Close()
+		}
+		_ = httpSrv.Close()
 		if errors.Is(err, http.ErrServerClosed) {
 			return nil
 		}
@@ -181,5 +211,10 @@ func serveGateway(f flags, logger *slog.Logger) error {
 	logger.Info("shutting down")
 	sctx, cancel := context.WithTimeout(context.Background(), f.shutdownTimout)
 	defer cancel()
+	if internalSrv != nil {
+		// Kept until the tenants' requests are done, so that its
+		// readiness and metrics stay reachable meanwhile.
+		defer func() { _ = internalSrv.Shutdown(sctx) }()
+	}
 	return httpSrv.Shutdown(sctx)
 }

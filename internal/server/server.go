@@ -7,9 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
-	"net"
 	"net/http"
-	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -93,18 +91,25 @@ type Options struct {
 	RoutePrefix string
 	Registry    *prometheus.Registry
 	// Reload rebuilds the state from the configuration; nil disables
-	// /-/reload.
+	// /-/reload everywhere.
 	Reload func() error
-	// ReloadAdminOnly limits /-/reload to allow_all identities; otherwise
-	// any authenticated caller from a loopback address may reload too.
-	ReloadAdminOnly bool
+	// PublicReload serves /-/reload on the tenants' handler, to allow_all
+	// identities only: the caller's address proves nothing, since a front
+	// proxy on the same host makes every request come from 127.0.0.1. The
+	// internal handler serves /-/reload whatever this says.
+	PublicReload bool
+	// MetricsForAdminsOnly serves /metrics on the tenants' handler to
+	// allow_all identities only; set when an internal listener serves it
+	// to the operator's scrapes.
+	MetricsForAdminsOnly bool
 }
 
 // Server is promgate's HTTP handler.
 type Server struct {
-	opts    Options
-	state   atomic.Pointer[State]
-	metrics *metrics
+	opts        Options
+	state       atomic.Pointer[State]
+	metrics     *metrics
+	promMetrics http.Handler // /metrics
 }
 
 // New returns a Server serving st.
@@ -114,6 +119,7 @@ func New(opts Options, st *State) *Server {
 	}
 	opts.RoutePrefix = strings.TrimSuffix(opts.RoutePrefix, "/")
 	s := &Server{opts: opts, metrics: newMetrics(opts.Registry)}
+	s.promMetrics = promhttp.HandlerFor(opts.Registry, promhttp.HandlerOpts{})
 	s.state.Store(st)
 	return s
 }
@@ -152,8 +158,10 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) string {
 		writeText(w, "promgate is Ready.\n")
 		return "ready"
 	case "/metrics":
-		promhttp.HandlerFor(s.opts.Registry, promhttp.HandlerOpts{}).ServeHTTP(w, r)
-		return "metrics"
+		if !s.opts.MetricsForAdminsOnly {
+			s.promMetrics.ServeHTTP(w, r)
+			return "metrics"
+		}
 	}
 
 	st := s.state.Load()
@@ -186,6 +194,13 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) string {
 	case "/-/reload":
 		s.reload(w, r, acc)
 		return "reload"
+	case "/metrics":
+		if !acc.policy.AllowAll {
+			apierror.Write(w, apierror.New(apierror.Forbidden, "promgate's metrics are for unrestricted users here; operators scrape the internal listener"))
+			return "metrics"
+		}
+		s.promMetrics.ServeHTTP(w, r)
+		return "metrics"
 	}
 
 	if amPath, ok := alertmanagerPath(path); ok {
@@ -201,8 +216,14 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) string {
 		return "alertmanager"
 	}
 	if acc.policy.AllowAll {
-		passthrough(w, r, st.Prometheus, path)
+		// Prometheus answers a wrong method in plain text; promgate's
+		// clients get every error in the envelope.
+		mw := &methodNotAllowedWriter{ResponseWriter: w, r: r, path: path}
+		passthrough(mw, r, st.Prometheus, path)
 		return "passthrough"
+	}
+	if redirectOnly(path) && forwardRedirect(w, r, st.Prometheus, path) {
+		return "ui"
 	}
 	st.PromAPI.Handle(w, r, path, acc.enforcer)
 	return routeName(path)
@@ -247,28 +268,24 @@ func (s *Server) reload(w http.ResponseWriter, r *http.Request, acc *access) {
 		apierror.Write(w, apierror.New(apierror.MethodNotAllowed, "reload needs POST or PUT"))
 		return
 	}
-	if !acc.policy.AllowAll && (s.opts.ReloadAdminOnly || !fromLoopback(r)) {
-		apierror.Write(w, apierror.New(apierror.Forbidden, "reload is for unrestricted users or from localhost"))
+	if !acc.policy.AllowAll {
+		apierror.Write(w, apierror.New(apierror.Forbidden, "reload is for unrestricted users"))
 		return
 	}
-	if s.opts.Reload == nil {
-		apierror.Write(w, apierror.New(apierror.Forbidden, "reload is not enabled"))
+	if !s.opts.PublicReload || s.opts.Reload == nil {
+		apierror.Write(w, apierror.New(apierror.Forbidden, "reload is not enabled on this listener"))
 		return
 	}
+	s.runReload(w)
+}
+
+// runReload reloads the configuration and answers the outcome.
+func (s *Server) runReload(w http.ResponseWriter) {
 	if err := s.opts.Reload(); err != nil {
 		apierror.Write(w, apierror.New(apierror.Internal, "reload failed: %v", err))
 		return
 	}
 	writeText(w, "")
-}
-
-func fromLoopback(r *http.Request) bool {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return false
-	}
-	ip, err := netip.ParseAddr(host)
-	return err == nil && ip.Unmap().IsLoopback()
 }
 
 func writeText(w http.ResponseWriter, s string) {
