@@ -264,12 +264,19 @@ func (a *Authenticator) malformed() error {
 
 func (a *Authenticator) fromBasic(r *http.Request, user, pass string) (identity.Identity, error) {
 	src := sourceOf(r.RemoteAddr)
+	// Only configured users have counts of their own: a name that does not
+	// exist can never log in, so guesses at it are counted against their
+	// address alone, and hostile names cannot fill the Guard.
+	counted := ""
+	if _, known := a.users[user]; known {
+		counted = user
+	}
 	// The limit is checked before bcrypt: a blocked guesser costs nothing.
-	if err := a.guard.check(a.limits, src, user); err != nil {
+	if err := a.guard.check(a.limits, src, counted); err != nil {
 		return identity.Identity{}, err
 	}
 	if !a.verify(user, pass) {
-		a.guard.fail(a.limits, src, user)
+		a.guard.fail(a.limits, src, counted)
 		// One message for unknown users and wrong passwords, so the
 		// answer does not reveal which user names exist.
 		return identity.Identity{}, apierror.New(apierror.Unauthorized, "invalid user name or password")
