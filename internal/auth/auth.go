@@ -53,6 +53,8 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"unicode"
+	"unicode/utf8"
 
 	"golang.org/x/crypto/bcrypt"
 
@@ -202,6 +204,48 @@ func (a *Authenticator) IdentityHeaders() []string {
 // source or user past the failure limit, Unauthorized otherwise. See the
 // package comment for the order of the checks.
 func (a *Authenticator) Authenticate(r *http.Request) (identity.Identity, error) {
+	id, err := a.authenticate(r)
+	if err != nil {
+		return identity.Identity{}, err
+	}
+	if err := checkIdentity(id); err != nil {
+		return identity.Identity{}, err
+	}
+	return id, nil
+}
+
+// checkIdentity refuses names that are not plain text, whatever method
+// asserted them. A control character (NUL above all) could make two
+// different identities look alike wherever names are joined, logged or
+// templated into an upstream header, and no person, certificate or
+// provider needs one.
+func checkIdentity(id identity.Identity) error {
+	if !plainName(id.User) {
+		return apierror.New(apierror.Unauthorized, "the %s credentials name a user with control characters or invalid UTF-8", id.Method)
+	}
+	for _, g := range id.Groups {
+		if !plainName(g) {
+			return apierror.New(apierror.Unauthorized, "the %s credentials name a group with control characters or invalid UTF-8", id.Method)
+		}
+	}
+	return nil
+}
+
+// plainName reports whether s is valid UTF-8 without control characters
+// (C0, DEL, C1).
+func plainName(s string) bool {
+	if !utf8.ValidString(s) {
+		return false
+	}
+	for _, c := range s {
+		if unicode.IsControl(c) {
+			return false
+		}
+	}
+	return true
+}
+
+func (a *Authenticator) authenticate(r *http.Request) (identity.Identity, error) {
 	if a.cert != nil && r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
 		return a.fromCertificate(r.TLS)
 	}

@@ -16,6 +16,8 @@ import (
 	"strings"
 	"text/template"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"go.yaml.in/yaml/v3"
 	"golang.org/x/crypto/bcrypt"
@@ -351,6 +353,10 @@ func (v *validator) authentication(a *Authentication, key, n, root *yaml.Node) {
 		case strings.ContainsRune(name, ':'):
 			// Basic auth splits user and password at the first colon.
 			v.errorf(line, "basic_auth_users: user name %q must not contain ':'", name)
+			continue
+		case !plainName(name):
+			// The authenticator refuses such names from every method.
+			v.errorf(line, "basic_auth_users: user name %q holds control characters or invalid UTF-8", name)
 			continue
 		}
 		if _, dup := v.web.Users[name]; dup {
@@ -701,6 +707,20 @@ func isTokenChar(c byte) bool {
 		return true
 	}
 	return strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
+}
+
+// plainName reports whether s is valid UTF-8 without control characters,
+// as the authenticator requires of every user and group name.
+func plainName(s string) bool {
+	if !utf8.ValidString(s) {
+		return false
+	}
+	for _, c := range s {
+		if unicode.IsControl(c) {
+			return false
+		}
+	}
+	return true
 }
 
 func validHeaderValue(s string) bool {
