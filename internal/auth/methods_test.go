@@ -496,7 +496,7 @@ func TestRemoteKeys(t *testing.T) {
 	publish([]byte("oops"), http.StatusInternalServerError)
 	advance(2 * time.Minute)
 	check("stale keys, refresh in the background", tok2, nil)
-	waitFor(t, func() bool { return !rk.background.Load() && fetches.Load() == 3 })
+	waitFor(t, func() bool { return !rk.fetching() && fetches.Load() == 3 })
 	check("after a failed refresh", es256(t, "k1", k1, jwtClaims("sub", "x")), nil)
 
 	// The background refresh picks up a removal of k1: its cached tokens
@@ -504,7 +504,7 @@ func TestRemoteKeys(t *testing.T) {
 	publish(jwksOf("k2", k2), http.StatusOK)
 	advance(2 * time.Minute)
 	rk.Current()
-	waitFor(t, func() bool { return !rk.background.Load() && fetches.Load() == 4 })
+	waitFor(t, func() bool { return !rk.fetching() && fetches.Load() == 4 })
 	check("k1 removed", es256(t, "k1", k1, jwtClaims("sub", "x")), jwt.ErrUnknownKey)
 	check("k2 still there", tok2, nil)
 }
