@@ -39,6 +39,7 @@ func LoadFileWeb(path string, web WebUsers) (*Config, error) {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	cfg.setDirectory(filepath.Dir(path))
+	cfg.path = path
 	return cfg, nil
 }
 

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 
@@ -29,20 +30,6 @@ func (v *validator) groups(groups map[string][]string, n *yaml.Node) {
 }
 
 func (v *validator) policies(cfg *Config, n *yaml.Node) {
-	auth := cfg.Authentication
-	openUsers := auth.TrustedHeader != nil || auth.ClientCertificate != nil || auth.JWT != nil
-	openGroups := (auth.ClientCertificate != nil && auth.ClientCertificate.GroupsFrom != "") ||
-		(auth.JWT != nil && auth.JWT.GroupsClaim != "")
-	knownUsers := map[string]bool{}
-	for u := range auth.BasicAuthUsers {
-		knownUsers[u] = true
-	}
-	for u := range v.web.Users {
-		knownUsers[u] = true
-	}
-	for _, t := range auth.APITokens {
-		knownUsers[t.User] = true
-	}
 	items := sequence(n, len(cfg.Policies))
 	seen := map[string]int{} // name -> line of first definition
 	for i, p := range cfg.Policies {
@@ -82,22 +69,10 @@ func (v *validator) policies(cfg *Config, n *yaml.Node) {
 				ok = false
 				continue
 			}
-			switch sub.Kind {
-			case policy.SubjectGroup:
-				// Certificates and JWTs may assert groups of their own;
-				// otherwise a group must be defined here.
-				if _, defined := cfg.Groups[sub.Name]; !defined && !openGroups {
-					v.errorf(sl, "policy %q: subject %q: group %q is not defined under groups", name, s, sub.Name)
-					ok = false
-				}
-			case policy.SubjectUser:
-				// With a trusted header, certificates or JWTs any name can
-				// arrive, so only basic users and API tokens are a closed
-				// set of users.
-				if !openUsers && !knownUsers[sub.Name] {
-					v.errorf(sl, "policy %q: subject %q: user %q is not in basic_auth_users or api_tokens", name, s, sub.Name)
-					ok = false
-				}
+			if sub.Kind == policy.SubjectUser || sub.Kind == policy.SubjectGroup {
+				// Whether anyone can carry the name depends on the
+				// authentication methods: CheckSubjects asks them.
+				cfg.subjects = append(cfg.subjects, subjectRef{policy: name, text: s, subject: sub, line: sl})
 			}
 			rule.Subjects = append(rule.Subjects, sub)
 		}
@@ -125,4 +100,66 @@ func (v *validator) policies(cfg *Config, n *yaml.Node) {
 			cfg.Rules = append(cfg.Rules, rule)
 		}
 	}
+}
+
+// subjectRef is a user or group subject of a policy, with its line.
+type subjectRef struct {
+	policy, text string
+	subject      policy.Subject
+	line         int
+}
+
+// Method is what CheckSubjects needs to know of an authentication method.
+// Package auth's methods satisfy it; config does not know which methods
+// exist, so a new one needs no change here.
+type Method interface {
+	// AssertsAnyUser reports whether the method can name users that are
+	// not configured in promgate.
+	AssertsAnyUser() bool
+	// AssertsGroups reports whether the method can assert groups.
+	AssertsGroups() bool
+	// Users lists the users the method can name otherwise.
+	Users() []string
+}
+
+// CheckSubjects checks the policies' subjects against the authentication
+// methods built from the configuration.
+//
+// A group that is neither defined under groups nor assertable by a method
+// is an error: no one can ever be in it, which is a mistake in the file.
+// A user no method can name (not a basic auth user of either file, not an
+// API token's user, and no method can assert arbitrary users) is only a
+// warning: it is what removing a user's credentials looks like, and
+// refusing that configuration would keep the old credentials alive. Each
+// message starts with the subject's line.
+func (c *Config) CheckSubjects(methods []Method) (warnings []string, err error) {
+	anyUser, anyGroup := false, false
+	users := map[string]bool{}
+	for _, m := range methods {
+		anyUser = anyUser || m.AssertsAnyUser()
+		anyGroup = anyGroup || m.AssertsGroups()
+		for _, u := range m.Users() {
+			users[u] = true
+		}
+	}
+	var errs []error
+	for _, r := range c.subjects {
+		switch r.subject.Kind {
+		case policy.SubjectGroup:
+			if _, defined := c.Groups[r.subject.Name]; !defined && !anyGroup {
+				errs = append(errs, fmt.Errorf("line %d: policy %q: subject %q: group %q is not defined under groups", r.line, r.policy, r.text, r.subject.Name))
+			}
+		case policy.SubjectUser:
+			if !anyUser && !users[r.subject.Name] {
+				warnings = append(warnings, fmt.Sprintf("line %d: policy %q: subject %q: user %q has no credentials (not in basic_auth_users of either file nor in api_tokens); the subject matches no one", r.line, r.policy, r.text, r.subject.Name))
+			}
+		}
+	}
+	if len(errs) > 0 {
+		err = errors.Join(errs...)
+		if c.path != "" {
+			err = fmt.Errorf("%s: %w", c.path, err)
+		}
+	}
+	return warnings, err
 }
