@@ -31,7 +31,8 @@
 // WWW-Authenticate challenge.
 //
 // Failed logins (wrong passwords, unknown users, unknown tokens, forged
-// JWTs) are counted by a Guard per source address and per user; past the
+// JWTs, unknown JWT keys) are counted by a Guard per source address and per
+// configured user; past the
 // configured number in the window, attempts are refused with
 // TooManyRequests (429, see RetryAfter) before any credential is checked.
 //
