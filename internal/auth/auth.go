@@ -32,9 +32,9 @@
 //
 // Failed logins (wrong passwords, unknown users, unknown tokens, forged
 // JWTs, unknown JWT keys) are counted by a Guard per source address and per
-// configured user; past the
-// configured number in the window, attempts are refused with
-// TooManyRequests (429, see RetryAfter) before any credential is checked.
+// configured user; past the configured number in the window, attempts are
+// refused with TooManyRequests (429, see RetryAfter) before any credential
+// is checked.
 //
 // Passwords are checked with bcrypt, as in Prometheus' web.yml. A bcrypt run
 // costs tens of milliseconds by design, far too much for every request, so
