@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/promgate/promgate/internal/auth"
+	"github.com/promgate/promgate/internal/server"
 	"github.com/promgate/promgate/internal/webconfig"
 )
 
@@ -21,12 +22,18 @@ import (
 func checkConfigFiles(f flags, stdout, stderr io.Writer, logger *slog.Logger) int {
 	f.configFile = f.checkFile
 	_, cfg, err := loadFiles(f, logger)
+	var warnings []string
 	if err == nil {
-		_, err = auth.FromConfig(cfg, auth.Runtime{Logger: logger})
+		_, warnings, err = server.BuildAuth(cfg, auth.Runtime{Logger: logger})
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "%s FAILED:\n%v\n", f.checkFile, err)
 		return 1
+	}
+	// Warnings do not fail the check, as in promtool check config: a
+	// policy naming a removed user must not keep its credentials alive.
+	for _, w := range warnings {
+		fmt.Fprintf(stderr, "  WARNING: %s\n", w)
 	}
 	fmt.Fprintf(stdout, "%s SUCCESS\n", f.checkFile)
 	if f.webConfig != "" {

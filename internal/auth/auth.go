@@ -31,9 +31,10 @@
 // WWW-Authenticate challenge.
 //
 // Failed logins (wrong passwords, unknown users, unknown tokens, forged
-// JWTs) are counted by a Guard per source address and per user; past the
-// configured number in the window, attempts are refused with
-// TooManyRequests (429, see RetryAfter) before any credential is checked.
+// JWTs, unknown JWT keys) are counted by a Guard per source address and per
+// configured user; past the configured number in the window, attempts are
+// refused with TooManyRequests (429, see RetryAfter) before any credential
+// is checked.
 //
 // Passwords are checked with bcrypt, as in Prometheus' web.yml. A bcrypt run
 // costs tens of milliseconds by design, far too much for every request, so
@@ -53,6 +54,8 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"unicode"
+	"unicode/utf8"
 
 	"golang.org/x/crypto/bcrypt"
 
@@ -202,6 +205,48 @@ func (a *Authenticator) IdentityHeaders() []string {
 // source or user past the failure limit, Unauthorized otherwise. See the
 // package comment for the order of the checks.
 func (a *Authenticator) Authenticate(r *http.Request) (identity.Identity, error) {
+	id, err := a.authenticate(r)
+	if err != nil {
+		return identity.Identity{}, err
+	}
+	if err := checkIdentity(id); err != nil {
+		return identity.Identity{}, err
+	}
+	return id, nil
+}
+
+// checkIdentity refuses names that are not plain text, whatever method
+// asserted them. A control character (NUL above all) could make two
+// different identities look alike wherever names are joined, logged or
+// templated into an upstream header, and no person, certificate or
+// provider needs one.
+func checkIdentity(id identity.Identity) error {
+	if !plainName(id.User) {
+		return apierror.New(apierror.Unauthorized, "the %s credentials name a user with control characters or invalid UTF-8", id.Method)
+	}
+	for _, g := range id.Groups {
+		if !plainName(g) {
+			return apierror.New(apierror.Unauthorized, "the %s credentials name a group with control characters or invalid UTF-8", id.Method)
+		}
+	}
+	return nil
+}
+
+// plainName reports whether s is valid UTF-8 without control characters
+// (C0, DEL, C1).
+func plainName(s string) bool {
+	if !utf8.ValidString(s) {
+		return false
+	}
+	for _, c := range s {
+		if unicode.IsControl(c) {
+			return false
+		}
+	}
+	return true
+}
+
+func (a *Authenticator) authenticate(r *http.Request) (identity.Identity, error) {
 	if a.cert != nil && r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
 		return a.fromCertificate(r.TLS)
 	}
@@ -264,12 +309,19 @@ func (a *Authenticator) malformed() error {
 
 func (a *Authenticator) fromBasic(r *http.Request, user, pass string) (identity.Identity, error) {
 	src := sourceOf(r.RemoteAddr)
+	// Only configured users have counts of their own: a name that does not
+	// exist can never log in, so guesses at it are counted against their
+	// address alone, and hostile names cannot fill the Guard.
+	counted := ""
+	if _, known := a.users[user]; known {
+		counted = user
+	}
 	// The limit is checked before bcrypt: a blocked guesser costs nothing.
-	if err := a.guard.check(a.limits, src, user); err != nil {
+	if err := a.guard.check(a.limits, src, counted); err != nil {
 		return identity.Identity{}, err
 	}
 	if !a.verify(user, pass) {
-		a.guard.fail(a.limits, src, user)
+		a.guard.fail(a.limits, src, counted)
 		// One message for unknown users and wrong passwords, so the
 		// answer does not reveal which user names exist.
 		return identity.Identity{}, apierror.New(apierror.Unauthorized, "invalid user name or password")

@@ -37,12 +37,20 @@ func (a *Authenticator) fromBearer(r *http.Request, token string) (identity.Iden
 	}
 	if a.jwt != nil && strings.Count(token, ".") == 2 {
 		id, err := a.jwt.verify(token, sum)
-		if err != nil {
-			// Forged or garbled tokens count as guesses. Genuine tokens
-			// that are expired, or meant for another audience, do not: a
-			// Grafana forwarding one user's stale token must not get its
-			// own address blocked for every user behind it.
-			if errors.Is(err, jwt.ErrMalformed) || errors.Is(err, jwt.ErrAlgorithm) || errors.Is(err, jwt.ErrSignature) {
+		switch {
+		case errors.Is(err, ErrNoKeys):
+			// The provider, not the client, is at fault: neither a guess
+			// nor a credential that can be judged.
+			return identity.Identity{}, apierror.New(apierror.Unavailable, "cannot verify the bearer token: %v", err)
+		case err != nil:
+			// Forged or garbled tokens, and tokens naming a key the
+			// provider does not publish, count as guesses: each unknown
+			// kid may cost a JWKS fetch. Genuine tokens that are expired,
+			// or meant for another audience, do not: a Grafana forwarding
+			// one user's stale token must not get its own address blocked
+			// for every user behind it.
+			if errors.Is(err, jwt.ErrMalformed) || errors.Is(err, jwt.ErrAlgorithm) ||
+				errors.Is(err, jwt.ErrSignature) || errors.Is(err, jwt.ErrUnknownKey) {
 				a.guard.fail(a.limits, src, "")
 			}
 			return identity.Identity{}, apierror.New(apierror.Unauthorized, "invalid bearer token: %v", err)
@@ -70,9 +78,15 @@ type Keys interface {
 	// yet) and its generation, which changes whenever the keys do.
 	Current() (*jwt.KeySet, uint64)
 	// Refresh is called when a token names a key the current set lacks.
-	// It may load the keys again (rate-limited) and returns the result.
+	// It may load the keys again (rate-limited) and returns the result;
+	// it returns within a short bound even when loading takes longer.
 	Refresh() (*jwt.KeySet, uint64)
 }
+
+// ErrNoKeys is returned for a JWT when no key set could be loaded (yet):
+// the identity provider is unreachable or slower than JWKSWait. It wraps
+// jwt.ErrUnknownKey and is answered 503, not 401.
+var ErrNoKeys = fmt.Errorf("%w: the identity provider's keys are not available yet (retry shortly)", jwt.ErrUnknownKey)
 
 // maxJWTCacheEntries bounds the cache of verified tokens.
 const maxJWTCacheEntries = 10000
@@ -128,7 +142,7 @@ func (v *jwtVerifier) verify(token string, sum [sha256.Size]byte) (identity.Iden
 		// A new key may have been published since the last fetch.
 		fresh, freshGen := v.o.Keys.Refresh()
 		if fresh == nil {
-			return nil, fmt.Errorf("%w: no verification keys available", jwt.ErrUnknownKey)
+			return nil, ErrNoKeys
 		}
 		ks, gen = fresh, freshGen
 		return ks.Find(kid, alg)
@@ -191,25 +205,33 @@ const (
 	jwksMinInterval = 10 * time.Second
 	jwksTimeout     = 10 * time.Second
 	maxJWKSBytes    = 1 << 20
+	// JWKSWait is the longest a request waits for a JWKS fetch it needs
+	// (first use, or a token naming an unknown key). The fetch goes on in
+	// the background; the request is answered with the keys at hand: 401
+	// for an unknown key, 503 (ErrNoKeys) when there are none yet.
+	JWKSWait = 2 * time.Second
 )
 
 // RemoteKeys is a JWKS fetched from a URL: on first use, again in the
 // background once the refresh interval has passed, and when a token names
 // an unknown key (at most once per jwksMinInterval). A failed fetch keeps
-// the previous keys. It starts no goroutine of its own until used, and
-// leaves none behind, so an Authenticator dropped by a reload just stops.
+// the previous keys. A request waits at most JWKSWait for a fetch; one
+// fetch runs at a time, and every request that needs it waits on that
+// one. It starts no goroutine until used, and the one it starts ends with
+// its fetch (jwksTimeout), so an Authenticator dropped by a reload stops.
 type RemoteKeys struct {
 	url         string
 	client      *http.Client
 	refresh     time.Duration
 	minInterval time.Duration
+	wait        time.Duration
 	logger      *slog.Logger
 	now         func() time.Time
 
-	fetchMu     sync.Mutex // one fetch at a time; guards lastAttempt
+	mu          sync.Mutex // guards lastAttempt and inflight
 	lastAttempt time.Time
+	inflight    chan struct{} // closed when the running fetch ends; nil if none
 	state       atomic.Pointer[keyState]
-	background  atomic.Bool
 }
 
 type keyState struct {
@@ -230,44 +252,75 @@ func NewRemoteKeys(url string, client *http.Client, refresh time.Duration, logge
 	}
 	return &RemoteKeys{
 		url: url, client: client, refresh: refresh, minInterval: jwksMinInterval,
-		logger: logger, now: time.Now,
+		wait: JWKSWait, logger: logger, now: time.Now,
 	}
 }
 
-// Current returns the keys, fetching them on first use and starting a
-// background refresh when they are older than the refresh interval.
+// Current returns the keys, fetching them on first use (waiting at most
+// JWKSWait) and starting a background refresh when they are older than
+// the refresh interval.
 func (k *RemoteKeys) Current() (*jwt.KeySet, uint64) {
 	st := k.state.Load()
 	if st == nil {
 		return k.Refresh()
 	}
-	if k.now().Sub(st.fetched) >= k.refresh && k.background.CompareAndSwap(false, true) {
-		go func() {
-			defer k.background.Store(false)
-			k.fetch()
-		}()
+	if k.now().Sub(st.fetched) >= k.refresh {
+		k.start()
 	}
 	return st.ks, st.gen
 }
 
-// Refresh fetches the keys now, unless a fetch was attempted less than
-// the minimum interval ago, and returns the keys in use.
+// Refresh starts a fetch, unless one is running (then it joins it) or one
+// was attempted less than the minimum interval ago, waits for it at most
+// JWKSWait, and returns the keys in use.
 func (k *RemoteKeys) Refresh() (*jwt.KeySet, uint64) {
-	k.fetch()
+	if done := k.start(); done != nil {
+		t := time.NewTimer(k.wait)
+		select {
+		case <-done:
+		case <-t.C:
+		}
+		t.Stop()
+	}
 	if st := k.state.Load(); st != nil {
 		return st.ks, st.gen
 	}
 	return nil, 0
 }
 
-func (k *RemoteKeys) fetch() {
-	k.fetchMu.Lock()
-	defer k.fetchMu.Unlock()
+// start returns a channel closed when the running fetch ends, starting
+// one if allowed; nil when no fetch runs.
+func (k *RemoteKeys) start() <-chan struct{} {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.inflight != nil {
+		return k.inflight
+	}
 	now := k.now()
 	if !k.lastAttempt.IsZero() && now.Sub(k.lastAttempt) < k.minInterval {
-		return
+		return nil
 	}
 	k.lastAttempt = now
+	done := make(chan struct{})
+	k.inflight = done
+	go func() {
+		k.fetch(now)
+		k.mu.Lock()
+		k.inflight = nil
+		k.mu.Unlock()
+		close(done)
+	}()
+	return done
+}
+
+// fetching reports whether a fetch is running, for tests.
+func (k *RemoteKeys) fetching() bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.inflight != nil
+}
+
+func (k *RemoteKeys) fetch(now time.Time) {
 	raw, ks, err := k.get()
 	if err != nil {
 		k.logger.Warn("fetching the JWKS failed; keeping the previous keys", "url", k.url, "err", err)

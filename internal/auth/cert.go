@@ -6,17 +6,27 @@ import (
 	"slices"
 
 	"github.com/promgate/promgate/internal/apierror"
-	"github.com/promgate/promgate/internal/config"
 	"github.com/promgate/promgate/internal/identity"
+)
+
+// Sources of a client certificate's user name and groups. They are the
+// values of promgate.yml's client_certificate.user_from and groups_from.
+const (
+	CertCN    = "cn"    // the subject's common name
+	CertDNS   = "dns"   // the first DNS subject alternative name
+	CertEmail = "email" // the first email subject alternative name
+	CertURI   = "uri"   // the first URI subject alternative name
+	CertOU    = "ou"    // groups: the subject's organizational units
+	CertO     = "o"     // groups: the subject's organizations
 )
 
 // CertificateOptions say how a verified client certificate names a caller.
 type CertificateOptions struct {
-	// UserFrom is config.CertCN, CertDNS, CertEmail or CertURI: the
+	// UserFrom is CertCN, CertDNS, CertEmail or CertURI: the
 	// subject's common name, or the first subject alternative name of that
 	// kind.
 	UserFrom string
-	// GroupsFrom is "" (none), config.CertOU or CertO: the subject's
+	// GroupsFrom is "" (none), CertOU or CertO: the subject's
 	// organizational units or organizations.
 	GroupsFrom string
 }
@@ -43,17 +53,17 @@ func (a *Authenticator) fromCertificate(cs *tls.ConnectionState) (identity.Ident
 
 func certUser(c *x509.Certificate, from string) string {
 	switch from {
-	case config.CertCN, "":
+	case CertCN, "":
 		return c.Subject.CommonName
-	case config.CertDNS:
+	case CertDNS:
 		if len(c.DNSNames) > 0 {
 			return c.DNSNames[0]
 		}
-	case config.CertEmail:
+	case CertEmail:
 		if len(c.EmailAddresses) > 0 {
 			return c.EmailAddresses[0]
 		}
-	case config.CertURI:
+	case CertURI:
 		if len(c.URIs) > 0 {
 			return c.URIs[0].String()
 		}
@@ -64,9 +74,9 @@ func certUser(c *x509.Certificate, from string) string {
 func certGroups(c *x509.Certificate, from string) []string {
 	var gs []string
 	switch from {
-	case config.CertOU:
+	case CertOU:
 		gs = c.Subject.OrganizationalUnit
-	case config.CertO:
+	case CertO:
 		gs = c.Subject.Organization
 	}
 	gs = slices.DeleteFunc(slices.Clone(gs), func(g string) bool { return g == "" })

@@ -1,8 +1,10 @@
 package auth
 
 import (
+	"crypto/sha256"
 	"errors"
 	"math"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,8 +19,17 @@ type Limits struct {
 	Window      time.Duration
 }
 
-// maxGuardEntries bounds the Guard's memory: a few hundred bytes each.
-const maxGuardEntries = 100000
+// Memory bounds of a Guard. An entry is a fixed-size key and the times of
+// its recent failures, so its size does not depend on anything a client
+// sends: user names are hashed into the key. entryOverhead estimates the
+// key, the map slot and its share of the map's growth, the failures value
+// and the slice header (measured: about 250 bytes on amd64); every recorded
+// failure adds failureBytes.
+const (
+	maxGuardBytes = 16 << 20
+	entryOverhead = 256
+	failureBytes  = 8
+)
 
 // Guard counts failed logins per source address, per user, and per user and
 // address, so that guessing passwords or tokens is limited to MaxFailures
@@ -37,46 +48,81 @@ const maxGuardEntries = 100000
 // Successes do not reset counts: an attacker holding one valid account
 // could otherwise interleave its own logins to keep guessing.
 //
+// Memory is bounded in bytes, not only in keys: a user enters a key as a
+// hash, the Authenticator names only configured users (a guess at a name
+// that does not exist is counted against its address alone, so hostile
+// names cannot fill the table), entries whose failures have all left the
+// window are deleted at least once per window, and past maxGuardBytes the
+// oldest-looking entries go first, then arbitrary ones.
+//
 // IPv6 sources are counted by /64, the block a single host typically
 // controls. A Guard is shared by the Authenticators of successive
 // configurations so that a reload does not forget failures.
 type Guard struct {
 	mu      sync.Mutex
-	entries map[string]*failures
+	entries map[guardKey]*failures
+	// bytes estimates the memory of entries (see entryOverhead); maxBytes
+	// bounds it.
+	bytes, maxBytes int
+	// swept is when empty entries were last deleted.
+	swept time.Time
 	// size is len(entries), readable without the lock so that a Guard with
 	// nothing recorded costs requests nothing.
 	size atomic.Int64
 	now  func() time.Time
 }
 
-// failures are the recent failure times of one key, oldest first; at most
-// MaxFailures are kept.
+// Kinds of guardKey.
+const (
+	keyAddr = iota + 1
+	keyUser
+	keyPair
+)
+
+// guardKey is what a count is kept for. It has a fixed size.
+type guardKey struct {
+	kind uint8
+	src  netip.Prefix
+	user [16]byte // truncated SHA-256 of the user name
+}
+
+// failures are the recent failure times of one key (Unix nanoseconds),
+// oldest first; at most MaxFailures are kept.
 type failures struct {
-	times []time.Time
+	times []int64
 }
 
 // NewGuard returns an empty Guard.
 func NewGuard() *Guard {
-	return &Guard{entries: map[string]*failures{}, now: time.Now}
+	return &Guard{entries: map[guardKey]*failures{}, maxBytes: maxGuardBytes, now: time.Now}
 }
 
-// sourceOf returns the key of a request's source address, or "" when it
-// cannot be parsed (then only the user's count applies).
-func sourceOf(remoteAddr string) string {
+// sourceOf returns the key of a request's source address: the address
+// itself for IPv4, its /64 for IPv6, or the zero Prefix when it cannot be
+// parsed (then only the user's count applies).
+func sourceOf(remoteAddr string) netip.Prefix {
 	addr, ok := parseRemote(remoteAddr)
 	if !ok {
-		return ""
+		return netip.Prefix{}
 	}
+	bits := 32
 	if addr.Is6() {
-		p, _ := addr.Prefix(64)
-		return p.String()
+		bits = 64
 	}
-	return addr.String()
+	p, _ := addr.Prefix(bits)
+	return p
 }
 
-func addrKey(src string) string       { return "a\x00" + src }
-func userKey(user string) string      { return "u\x00" + user }
-func pairKey(user, src string) string { return "p\x00" + user + "\x00" + src }
+func userHash(user string) [16]byte {
+	sum := sha256.Sum256([]byte(user))
+	return [16]byte(sum[:16])
+}
+
+func addrKey(src netip.Prefix) guardKey { return guardKey{kind: keyAddr, src: src} }
+func userKey(u [16]byte) guardKey       { return guardKey{kind: keyUser, user: u} }
+func pairKey(u [16]byte, src netip.Prefix) guardKey {
+	return guardKey{kind: keyPair, src: src, user: u}
+}
 
 // RateLimitedError is returned for a login refused by the Guard. It unwraps
 // to an *apierror.Error of type TooManyRequests.
@@ -101,27 +147,34 @@ func RetryAfter(err error) (int, bool) {
 	return max(1, int(math.Ceil(rl.RetryAfter.Seconds()))), true
 }
 
-// check returns a *RateLimitedError when src or user (either may be "") is
-// past the limits.
-func (g *Guard) check(l Limits, src, user string) error {
+// check returns a *RateLimitedError when src or user (either may be zero or
+// "") is past the limits. The caller passes a user only when it is a
+// configured one.
+func (g *Guard) check(l Limits, src netip.Prefix, user string) error {
 	if l.MaxFailures <= 0 || g.size.Load() == 0 {
 		return nil
 	}
+	var uh [16]byte
+	if user != "" {
+		uh = userHash(user)
+	}
 	g.mu.Lock()
 	now := g.now()
+	g.sweepLocked(l, now)
 	var wait time.Duration
-	if src != "" {
+	if src.IsValid() {
 		wait = g.waitLocked(l, addrKey(src), l.MaxFailures, now)
 	}
 	if wait == 0 && user != "" {
-		if uw := g.waitLocked(l, userKey(user), l.MaxFailures, now); uw > 0 {
+		if uw := g.waitLocked(l, userKey(uh), l.MaxFailures, now); uw > 0 {
 			// The pair's own failure ages out before the user's count
 			// may; whichever comes first lifts the refusal.
-			if pw := g.waitLocked(l, pairKey(user, src), 1, now); pw > 0 {
+			if pw := g.waitLocked(l, pairKey(uh, src), 1, now); pw > 0 {
 				wait = min(uw, pw)
 			}
 		}
 	}
+	g.size.Store(int64(len(g.entries)))
 	g.mu.Unlock()
 	if wait == 0 {
 		return nil
@@ -134,79 +187,112 @@ func (g *Guard) check(l Limits, src, user string) error {
 }
 
 // waitLocked returns how long key stays at n or more failures in the
-// window, 0 if it is below.
-func (g *Guard) waitLocked(l Limits, key string, n int, now time.Time) time.Duration {
+// window, 0 if it is below. An entry found empty is deleted.
+func (g *Guard) waitLocked(l Limits, key guardKey, n int, now time.Time) time.Duration {
 	f := g.entries[key]
 	if f == nil {
 		return 0
 	}
-	f.prune(now.Add(-l.Window))
+	g.pruneLocked(key, f, cutoff(l, now))
 	if len(f.times) < n {
 		return 0
 	}
 	// The n-th most recent failure leaving the window brings the count
 	// below n.
-	return f.times[len(f.times)-n].Add(l.Window).Sub(now)
+	return time.Unix(0, f.times[len(f.times)-n]).Add(l.Window).Sub(now)
 }
 
-func (f *failures) prune(cutoff time.Time) {
+func cutoff(l Limits, now time.Time) int64 { return now.Add(-l.Window).UnixNano() }
+
+// pruneLocked drops f's failures at or before cutoff, and the entry itself
+// when none is left.
+func (g *Guard) pruneLocked(key guardKey, f *failures, cutoff int64) {
 	i := 0
-	for i < len(f.times) && !f.times[i].After(cutoff) {
+	for i < len(f.times) && f.times[i] <= cutoff {
 		i++
 	}
 	if i > 0 {
 		f.times = append(f.times[:0], f.times[i:]...)
 	}
+	if len(f.times) == 0 {
+		g.bytes -= entryOverhead + failureBytes*cap(f.times)
+		delete(g.entries, key)
+	}
 }
 
-// fail records a failed login from src for user (either may be "").
-func (g *Guard) fail(l Limits, src, user string) {
+// sweepLocked deletes every entry whose failures have all left the window,
+// at most once per window: entries nobody asks about again go within two
+// windows, at a cost spread over a window's requests.
+func (g *Guard) sweepLocked(l Limits, now time.Time) {
+	if now.Sub(g.swept) < l.Window {
+		return
+	}
+	g.swept = now
+	c := cutoff(l, now)
+	for k, f := range g.entries {
+		g.pruneLocked(k, f, c)
+	}
+}
+
+// fail records a failed login from src for user (either may be zero or
+// ""). The caller passes a user only when it is a configured one.
+func (g *Guard) fail(l Limits, src netip.Prefix, user string) {
 	if l.MaxFailures <= 0 {
 		return
+	}
+	var uh [16]byte
+	if user != "" {
+		uh = userHash(user)
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	now := g.now()
-	if src != "" {
+	g.sweepLocked(l, now)
+	if src.IsValid() {
 		g.addLocked(l, addrKey(src), now)
 	}
 	if user != "" {
-		g.addLocked(l, userKey(user), now)
-		g.addLocked(l, pairKey(user, src), now)
+		g.addLocked(l, userKey(uh), now)
+		g.addLocked(l, pairKey(uh, src), now)
 	}
 	g.size.Store(int64(len(g.entries)))
 }
 
-func (g *Guard) addLocked(l Limits, key string, now time.Time) {
+func (g *Guard) addLocked(l Limits, key guardKey, now time.Time) {
+	c := cutoff(l, now)
 	f := g.entries[key]
+	if f != nil {
+		g.pruneLocked(key, f, c)
+		f = g.entries[key]
+	}
 	if f == nil {
-		if len(g.entries) >= maxGuardEntries {
-			g.evictLocked(l, now)
+		if g.bytes+entryOverhead+failureBytes > g.maxBytes {
+			g.evictLocked(c)
 		}
 		f = &failures{}
 		g.entries[key] = f
+		g.bytes += entryOverhead
 	}
-	f.prune(now.Add(-l.Window))
-	f.times = append(f.times, now)
+	before := cap(f.times)
+	f.times = append(f.times, now.UnixNano())
 	if extra := len(f.times) - l.MaxFailures; extra > 0 {
 		f.times = append(f.times[:0], f.times[extra:]...)
 	}
+	g.bytes += failureBytes * (cap(f.times) - before)
 }
 
-// evictLocked makes room: first every key whose failures all left the
-// window, then, if that was not enough, arbitrary keys (map order is
+// evictLocked makes room: first every entry whose failures all left the
+// window, then, if that was not enough, arbitrary entries (map order is
 // random) down to 90% of the bound.
-func (g *Guard) evictLocked(l Limits, now time.Time) {
-	cutoff := now.Add(-l.Window)
+func (g *Guard) evictLocked(cutoff int64) {
 	for k, f := range g.entries {
-		if f.prune(cutoff); len(f.times) == 0 {
-			delete(g.entries, k)
-		}
+		g.pruneLocked(k, f, cutoff)
 	}
-	for k := range g.entries {
-		if len(g.entries) < maxGuardEntries*9/10 {
+	for k, f := range g.entries {
+		if g.bytes < g.maxBytes*9/10 {
 			break
 		}
+		g.bytes -= entryOverhead + failureBytes*cap(f.times)
 		delete(g.entries, k)
 	}
 }

@@ -16,8 +16,6 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"net/url"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -29,7 +27,6 @@ import (
 
 	"github.com/promgate/promgate/internal/apierror"
 	"github.com/promgate/promgate/internal/auth/jwt"
-	"github.com/promgate/promgate/internal/config"
 	"github.com/promgate/promgate/internal/identity"
 )
 
@@ -201,21 +198,21 @@ func TestAuthenticateMethodsAndOrder(t *testing.T) {
 
 	for _, tc := range []methodCase{
 		// Client certificates.
-		{name: "certificate: CN and OUs", tls: verified(c.alice), groupsFrom: config.CertOU,
+		{name: "certificate: CN and OUs", tls: verified(c.alice), groupsFrom: CertOU,
 			want: identity.Identity{User: "alice", Groups: []string{"team-a"}, Method: MethodCertificate}},
-		{name: "certificate: organizations as groups", tls: verified(c.alice), groupsFrom: config.CertO,
+		{name: "certificate: organizations as groups", tls: verified(c.alice), groupsFrom: CertO,
 			want: identity.Identity{User: "alice", Groups: []string{"Acme"}, Method: MethodCertificate}},
 		{name: "certificate: no groups configured", tls: verified(c.multiGroups),
 			want: identity.Identity{User: "bob", Method: MethodCertificate}},
-		{name: "certificate: several OUs", tls: verified(c.multiGroups), groupsFrom: config.CertOU,
+		{name: "certificate: several OUs", tls: verified(c.multiGroups), groupsFrom: CertOU,
 			want: identity.Identity{User: "bob", Groups: []string{"team-b", "team-c"}, Method: MethodCertificate}},
-		{name: "certificate: first DNS SAN", tls: verified(c.sans), certFrom: config.CertDNS,
+		{name: "certificate: first DNS SAN", tls: verified(c.sans), certFrom: CertDNS,
 			want: identity.Identity{User: "grafana.example", Method: MethodCertificate}},
-		{name: "certificate: email SAN", tls: verified(c.sans), certFrom: config.CertEmail,
+		{name: "certificate: email SAN", tls: verified(c.sans), certFrom: CertEmail,
 			want: identity.Identity{User: "ops@example.com", Method: MethodCertificate}},
-		{name: "certificate: URI SAN", tls: verified(c.sans), certFrom: config.CertURI,
+		{name: "certificate: URI SAN", tls: verified(c.sans), certFrom: CertURI,
 			want: identity.Identity{User: "spiffe://cluster.local/ns/team-a/sa/grafana", Method: MethodCertificate}},
-		{name: "certificate without the configured SAN", tls: verified(c.alice), certFrom: config.CertDNS,
+		{name: "certificate without the configured SAN", tls: verified(c.alice), certFrom: CertDNS,
 			errType: apierror.Unauthorized, errMsg: "client certificate has no dns"},
 		{name: "certificate without CN", tls: verified(c.noCN),
 			errType: apierror.Unauthorized, errMsg: "client certificate has no cn"},
@@ -272,7 +269,7 @@ func TestAuthenticateMethodsAndOrder(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			certFrom := tc.certFrom
 			if certFrom == "" {
-				certFrom = config.CertCN
+				certFrom = CertCN
 			}
 			a := fullAuthenticator(t, certFrom, tc.groupsFrom)
 			r := httptest.NewRequest(http.MethodGet, "/api/v1/query", nil)
@@ -496,7 +493,7 @@ func TestRemoteKeys(t *testing.T) {
 	publish([]byte("oops"), http.StatusInternalServerError)
 	advance(2 * time.Minute)
 	check("stale keys, refresh in the background", tok2, nil)
-	waitFor(t, func() bool { return !rk.background.Load() && fetches.Load() == 3 })
+	waitFor(t, func() bool { return !rk.fetching() && fetches.Load() == 3 })
 	check("after a failed refresh", es256(t, "k1", k1, jwtClaims("sub", "x")), nil)
 
 	// The background refresh picks up a removal of k1: its cached tokens
@@ -504,7 +501,7 @@ func TestRemoteKeys(t *testing.T) {
 	publish(jwksOf("k2", k2), http.StatusOK)
 	advance(2 * time.Minute)
 	rk.Current()
-	waitFor(t, func() bool { return !rk.background.Load() && fetches.Load() == 4 })
+	waitFor(t, func() bool { return !rk.fetching() && fetches.Load() == 4 })
 	check("k1 removed", es256(t, "k1", k1, jwtClaims("sub", "x")), jwt.ErrUnknownKey)
 	check("k2 still there", tok2, nil)
 }
@@ -542,44 +539,6 @@ func TestRemoteKeysUnavailable(t *testing.T) {
 	}
 }
 
-func TestFromConfig(t *testing.T) {
-	dir := t.TempDir()
-	good := filepath.Join(dir, "jwks.json")
-	if err := os.WriteFile(good, jwksOf("k1", jwtSigner()), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	bad := filepath.Join(dir, "bad.json")
-	if err := os.WriteFile(bad, []byte(`{"keys":[]}`), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	mk := func(jwks string) *config.Config {
-		return &config.Config{
-			Authentication: config.Authentication{
-				BasicAuthUsers:    map[string]string{"alice": mustHash(t, "alice-pw", bcrypt.MinCost)},
-				ClientCertificate: &config.ClientCertificate{UserFrom: config.CertCN},
-				APITokens:         []config.APIToken{{User: "robot", Hash: sha256.Sum256([]byte(apiToken))}},
-				JWT: &config.JWT{Issuer: "https://idp", Audiences: []string{"promgate"}, JWKSFile: jwks,
-					UserClaim: "name", Leeway: time.Minute, Algorithms: jwt.Algorithms},
-				BruteForce: config.BruteForce{MaxFailures: 3, Window: time.Minute},
-			},
-			WebUsers: map[string]string{"erin": mustHash(t, "erin-pw", bcrypt.MinCost)},
-		}
-	}
-	a, err := FromConfig(mk(good), Runtime{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(a.users) != 2 || a.users["erin"] == nil || a.tokens[sha256.Sum256([]byte(apiToken))] != "robot" ||
-		a.cert == nil || a.jwt == nil || a.limits.MaxFailures != 3 {
-		t.Errorf("authenticator = %+v", a)
-	}
-	for _, jwks := range []string{bad, filepath.Join(dir, "missing.json")} {
-		if _, err := FromConfig(mk(jwks), Runtime{}); err == nil || !strings.Contains(err.Error(), "jwt.jwks_file") {
-			t.Errorf("%s: err = %v", jwks, err)
-		}
-	}
-}
-
 func BenchmarkAuthenticate(b *testing.B) {
 	k := jwtSigner()
 	for _, bc := range []struct {
@@ -593,7 +552,7 @@ func BenchmarkAuthenticate(b *testing.B) {
 		{"certificate", func(r *http.Request) { r.TLS = verified(testCerts().alice) }},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
-			a := fullAuthenticator(b, config.CertCN, config.CertOU)
+			a := fullAuthenticator(b, CertCN, CertOU)
 			r := httptest.NewRequest(http.MethodGet, "/api/v1/query", nil)
 			r.RemoteAddr = "127.0.0.1:1"
 			bc.prepare(r)

@@ -24,6 +24,12 @@ type Config struct {
 	// (--web.config.file), given to ParseWeb. With BasicAuthUsers they form
 	// one set of users: no name is in both.
 	WebUsers map[string]string `yaml:"-"`
+
+	// subjects are the policies' user and group subjects, for
+	// CheckSubjects.
+	subjects []subjectRef
+	// path is the file the configuration was loaded from, for messages.
+	path string
 }
 
 // Users returns every basic auth user: those of promgate.yml and those of

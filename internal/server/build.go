@@ -29,9 +29,12 @@ type BuildOptions struct {
 
 // Build makes a State from a loaded configuration.
 func Build(cfg *config.Config, o BuildOptions, logger *slog.Logger) (*State, error) {
-	a, err := auth.FromConfig(cfg, o.Auth)
+	a, warnings, err := BuildAuth(cfg, o.Auth)
 	if err != nil {
 		return nil, err
+	}
+	for _, w := range warnings {
+		logger.Warn("configuration: " + w)
 	}
 	pu := cfg.Upstreams.Prometheus
 	if pu == nil {

@@ -53,7 +53,16 @@ type access struct {
 const maxCachedIdentities = 10000
 
 func (st *State) accessFor(id identity.Identity) (*access, error) {
-	key := id.User + "\x00" + strings.Join(id.Groups, "\x00")
+	// Every part is length-prefixed, so no two identities share a key
+	// whatever their names hold (auth refuses control characters, but the
+	// key does not rely on it).
+	var kb strings.Builder
+	for _, part := range append([]string{id.User}, id.Groups...) {
+		kb.WriteString(strconv.Itoa(len(part)))
+		kb.WriteByte(':')
+		kb.WriteString(part)
+	}
+	key := kb.String()
 	st.mu.Lock()
 	a, ok := st.cache[key]
 	st.mu.Unlock()

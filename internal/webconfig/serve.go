@@ -90,10 +90,21 @@ func (s *Server) Wrap(next http.Handler) http.Handler {
 	})
 }
 
+// MaxHeaderBytes bounds a request's line and headers together (Go's
+// default is 1 MiB). Every header a client sends is held while its request
+// is served, and some (a user name) reach per-client state; 256 KiB is far
+// above any credential (a JWT is at most 16 KiB) and any GET query a UI
+// sends, and long queries belong in a POST body, as Prometheus' own UI and
+// Grafana send them. Larger requests are answered 431.
+const MaxHeaderBytes = 256 << 10
+
 // Serve accepts connections on l with srv, over TLS when the configuration
 // enables it. Each TLS handshake uses the configuration current at that
-// moment.
+// moment. An srv without MaxHeaderBytes gets MaxHeaderBytes.
 func (s *Server) Serve(srv *http.Server, l net.Listener) error {
+	if srv.MaxHeaderBytes == 0 {
+		srv.MaxHeaderBytes = MaxHeaderBytes
+	}
 	if !s.tlsOn {
 		s.logger.Info("TLS is disabled", "address", l.Addr().String())
 		return srv.Serve(l)

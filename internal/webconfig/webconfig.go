@@ -45,6 +45,7 @@ import (
 	"github.com/prometheus/exporter-toolkit/web"
 	"go.yaml.in/yaml/v3"
 	"golang.org/x/crypto/bcrypt"
+	"golang.org/x/time/rate"
 )
 
 // Config is a loaded web configuration file. It is immutable.
@@ -244,33 +245,17 @@ func (l *certLoader) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 	return nil, err
 }
 
-// limiter is a token bucket: one token every interval, at most burst
-// saved. It implements rate_limit as the toolkit does with
-// golang.org/x/time/rate, except that a burst below 1 counts as 1 (the
-// toolkit would refuse every request).
+// limiter implements rate_limit as the toolkit does, with
+// golang.org/x/time/rate: one token every interval, at most burst saved,
+// except that a burst below 1 counts as 1 (the toolkit would refuse every
+// request).
 type limiter struct {
-	mu     sync.Mutex
-	every  time.Duration
-	burst  float64
-	tokens float64
-	last   time.Time
+	every time.Duration
+	lim   *rate.Limiter
 }
 
 func newLimiter(every time.Duration, burst int) *limiter {
-	b := float64(max(burst, 1))
-	return &limiter{every: every, burst: b, tokens: b}
+	return &limiter{every: every, lim: rate.NewLimiter(rate.Every(every), max(burst, 1))}
 }
 
-func (l *limiter) allow(now time.Time) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if !l.last.IsZero() {
-		l.tokens = min(l.burst, l.tokens+float64(now.Sub(l.last))/float64(l.every))
-	}
-	l.last = now
-	if l.tokens < 1 {
-		return false
-	}
-	l.tokens--
-	return true
-}
+func (l *limiter) allow(now time.Time) bool { return l.lim.AllowN(now, 1) }

@@ -370,3 +370,36 @@ func TestServeTLS(t *testing.T) {
 		t.Errorf("plain to plain: %v", err)
 	}
 }
+
+// TestServeBoundsHeaders pins MaxHeaderBytes: a request whose headers
+// exceed it is refused with 431 before any handler sees it, one within it
+// is served.
+func TestServeBoundsHeaders(t *testing.T) {
+	s := NewServer(nil, nil)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: s.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))}
+	go s.Serve(srv, ln)
+	defer srv.Close()
+	for _, tc := range []struct {
+		size int
+		want int
+	}{
+		{MaxHeaderBytes - 4096, http.StatusOK},
+		{MaxHeaderBytes + 8192, http.StatusRequestHeaderFieldsTooLarge}, // net/http allows 4 KiB of slack,
+		{700 << 10, http.StatusRequestHeaderFieldsTooLarge},
+	} {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+ln.Addr().String()+"/", nil)
+		req.Header.Set("X-Big", strings.Repeat("x", tc.size))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("%d bytes: %v", tc.size, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.want {
+			t.Errorf("%d bytes of headers: status %d, want %d", tc.size, resp.StatusCode, tc.want)
+		}
+	}
+}
