@@ -75,8 +75,7 @@ func Build(cfg *config.Config, o BuildOptions, logger *slog.Logger) (*State, err
 			StripHeaders: a.IdentityHeaders(),
 			MaxIdleConns: o.MaxIdleConns,
 			PublicPrefix: strings.TrimSuffix(o.PublicPrefix, "/") + AlertmanagerPrefix,
-			// TODO(merge): enable once upstream.Options has ErrorWriter.
-			// ErrorWriter: alertmanagerErrorWriter,
+			ErrorWriter:  alertmanagerErrorWriter,
 		}, logger.With("upstream", "alertmanager"))
 		if err != nil {
 			return nil, err
