@@ -69,8 +69,23 @@ func SkipSpace(b []byte, i int) int {
 	return i
 }
 
-// SkipValue checks the value starting at b[i] and returns its end.
+// MaxDepth is how deep values may nest, as in encoding/json (which
+// refuses deeper texts): the scanner recurses once per level, and an
+// upstream's megabytes of "[" would otherwise exhaust the stack, a fatal
+// error rather than a panic.
+const MaxDepth = 10000
+
+// ErrDepth is a value nested deeper than MaxDepth.
+var ErrDepth error = &SyntaxError{"exceeded max depth"}
+
+// SkipValue checks the value starting at b[i] and returns its end. The
+// value may nest MaxDepth levels (counted from its own start: a filter
+// calls it a few levels into an answer).
 func SkipValue(b []byte, i int) (int, error) {
+	return skipValue(b, i, 0)
+}
+
+func skipValue(b []byte, i, depth int) (int, error) {
 	if i >= len(b) {
 		return i, ErrEnd
 	}
@@ -79,9 +94,15 @@ func SkipValue(b []byte, i int) (int, error) {
 		end, _, err := SkipString(b, i)
 		return end, err
 	case c == '{':
-		return skipObject(b, i)
+		if depth >= MaxDepth {
+			return i, ErrDepth
+		}
+		return WalkObject(b, i, func(_, _ int, _ bool, vs int) (int, error) { return skipValue(b, vs, depth+1) })
 	case c == '[':
-		return skipArray(b, i)
+		if depth >= MaxDepth {
+			return i, ErrDepth
+		}
+		return WalkArray(b, i, func(vs int) (int, error) { return skipValue(b, vs, depth+1) })
 	case c == 't':
 		return SkipLiteral(b, i, "true")
 	case c == 'f':
@@ -92,14 +113,6 @@ func SkipValue(b []byte, i int) (int, error) {
 		return skipNumber(b, i)
 	}
 	return i, SyntaxAt(b, i, "looking for beginning of value")
-}
-
-func skipObject(b []byte, i int) (int, error) {
-	return WalkObject(b, i, func(_, _ int, _ bool, vs int) (int, error) { return SkipValue(b, vs) })
-}
-
-func skipArray(b []byte, i int) (int, error) {
-	return WalkArray(b, i, func(vs int) (int, error) { return SkipValue(b, vs) })
 }
 
 // SkipLiteral checks that the literal lit (true, false, null) starts at
