@@ -130,12 +130,12 @@ func filterEnvelope(out, raw []byte, filter dataFilter) ([]byte, envelope, error
 		return out, failed, &jsonscan.SyntaxError{Msg: "the answer is not an object"}
 	}
 	var (
-		status      string
-		copied      = start
-		mark        = len(out)
+		status       string
+		copied       = start
+		mark         = len(out)
 		seen, dupKey bool
-		dataErr     error
-		w           jsonscan.Walk
+		dataErr      error
+		w            jsonscan.Walk
 	)
 	end, err = envelopeObject.Walk(raw, start, &w, func(field, vs int) (int, error) {
 		if field == 0 {

@@ -86,8 +86,8 @@ type labelFilter struct {
 	getLabels, getRule, getDisc func(string) string
 	// Walks of the objects being decided on, one per level.
 	top, grp, rulew, elem jsonscan.Walk
-	rules, alerts           []byte // scratch for a group's rules, a rule's alerts
-	lists                   [2][]byte
+	rules, alerts         []byte // scratch for a group's rules, a rule's alerts
+	lists                 [2][]byte
 }
 
 var labelFilters = sync.Pool{New: func() any {
