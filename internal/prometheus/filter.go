@@ -162,7 +162,9 @@ func filterEnvelope(out, raw []byte, filter dataFilter) ([]byte, envelope, error
 		copied = e
 		return e, err
 	})
-	if err == nil && jsonscan.SkipSpace(raw, end) != len(raw) {
+	// A walk that ended with an error of shape read the whole object: what
+	// follows must still be nothing, as for encoding/json.
+	if !jsonscan.IsSyntax(err) && jsonscan.SkipSpace(raw, end) != len(raw) {
 		err = jsonscan.SyntaxAt(raw, jsonscan.SkipSpace(raw, end), "after top-level value")
 	}
 	if err == nil && !w.Dup {
