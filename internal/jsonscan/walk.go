@@ -1,6 +1,10 @@
 package jsonscan
 
-import "errors"
+import (
+	"errors"
+	"strings"
+	"unicode/utf8"
+)
 
 // ErrSpelling is a member whose key Go's encoding/json, decoding into a
 // struct, reads as one of the keys an Object declares, but spelt otherwise
@@ -84,4 +88,111 @@ func (o *Object) Walk(b []byte, vs int, w *Walk, read func(field, vs int) (int, 
 		}
 	}
 	return end, nil
+}
+
+// LastWins reads a member's value with read. encoding/json, decoding into
+// a map, reads only the last of members with the same key: an error of
+// shape (not of syntax) is kept in *slot, to be reported unless a later
+// member replaces it, and the value skipped.
+func LastWins(b []byte, vs int, slot *error, read func() (int, error)) (int, error) {
+	e, err := read()
+	if err == nil || IsSyntax(err) {
+		*slot = nil
+		return e, err
+	}
+	*slot = err
+	return SkipValue(b, vs)
+}
+
+// KeyIs reports whether the key b[ks:ke] (quotes included) is name, as a
+// map key: exactly, once decoded.
+func KeyIs(b []byte, ks, ke int, escaped bool, name string) bool {
+	if !escaped {
+		return ke-ks-2 == len(name) && string(b[ks+1:ke-1]) == name
+	}
+	s, err := StringValue(b, ks, ke, escaped)
+	return err == nil && s == name
+}
+
+// Fields matches object keys to the fields of a Go struct as encoding/json
+// does: a key is the field of its name, exactly or else under Unicode case
+// folding ("Labels" and "ſtatus" are labels and status), so that a filter
+// reads a member where a client decoding the answer does.
+type Fields struct {
+	names []string
+	ascii bool
+}
+
+// NewFields returns a Fields for the struct fields names; no two may fold
+// to the same.
+func NewFields(names ...string) *Fields {
+	f := &Fields{names: names, ascii: true}
+	for i, n := range names {
+		f.ascii = f.ascii && isASCII(n)
+		for _, m := range names[:i] {
+			if strings.EqualFold(n, m) {
+				panic("jsonscan: fields " + m + " and " + n + " fold to the same")
+			}
+		}
+	}
+	return f
+}
+
+// Match returns the index of the field the key b[ks:ke] (quotes
+// included) decodes into (-1: none), and whether the key is the field's
+// name exactly once decoded (as a map key, it would be that name).
+func (f *Fields) Match(b []byte, ks, ke int, escaped bool) (field int, exact bool) {
+	raw := b[ks+1 : ke-1]
+	if !escaped && f.ascii {
+		// The common case first: the key as the upstream spells it.
+		for i, n := range f.names {
+			if string(raw) == n {
+				return i, true
+			}
+		}
+		if isASCII(raw) {
+			// ASCII folds to ASCII only: letters compared without case.
+			for i, n := range f.names {
+				if len(n) == len(raw) && equalFoldASCII(raw, n) {
+					return i, false
+				}
+			}
+			return -1, false
+		}
+	}
+	s, err := StringValue(b, ks, ke, escaped)
+	if err != nil {
+		return -1, false
+	}
+	for i, n := range f.names {
+		if strings.EqualFold(s, n) {
+			return i, s == n
+		}
+	}
+	return -1, false
+}
+
+func equalFoldASCII(a []byte, b string) bool {
+	for i := range len(a) {
+		if lower(a[i]) != lower(b[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func isASCII[S ~string | ~[]byte](s S) bool {
+	for i := range len(s) {
+		if s[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
+}
+
+func lower(c byte) byte {
+	if 'A' <= c && c <= 'Z' {
+		return c + 'a' - 'A'
+	}
+	return c
 }
