@@ -24,8 +24,20 @@ test: deps vet
 unit:
 	$(GO) test -short ./...
 
+# Every fuzz target, one after the other, each for FUZZTIME (their seed
+# corpora are in testdata/fuzz and run with the unit tests).
+FUZZ_TARGETS := \
+	./internal/promql/:FuzzRewrite \
+	./internal/jsonscan/:FuzzValid \
+	./internal/prometheus/:FuzzFilters \
+	./internal/prometheus/:FuzzFilterEnvelope \
+	./internal/alertmanager/:FuzzFilter
+
 fuzz:
-	$(GO) test ./internal/promql/ -run '^$$' -fuzz FuzzRewrite -fuzztime $(FUZZTIME)
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		echo "fuzz $${t#*:} in $${t%%:*}"; \
+		$(GO) test $${t%%:*} -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME); \
+	done
 
 demo: deps
 	$(GO) run ./tools/demo

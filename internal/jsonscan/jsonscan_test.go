@@ -296,3 +296,33 @@ func TestErrors(t *testing.T) {
 		t.Errorf("TypeError: %v", err)
 	}
 }
+
+// TestDepth holds the depth limit to encoding/json's (10000 levels), and
+// shows that megabytes of "[" are an error, not a fatal stack overflow.
+func TestDepth(t *testing.T) {
+	nest := func(open, close string, n int) []byte {
+		return []byte(strings.Repeat(open, n) + strings.Repeat(close, n))
+	}
+	for _, tc := range []struct {
+		name string
+		in   []byte
+	}{
+		{"arrays at the limit", nest("[", "]", 10000)},
+		{"arrays past the limit", nest("[", "]", 10001)},
+		{"objects at the limit", nest(`{"a":`, "}", 10000)},
+		{"objects past the limit", nest(`{"a":`, "}", 10001)},
+		{"mixed past the limit", nest(`[{"a":`, "}]", 5001)},
+		{"12 MB of [", []byte(strings.Repeat("[", 12<<20))},
+		{"12 MB of {", []byte(strings.Repeat(`{"":`, 3<<20))},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := scanText(tc.in)
+			if want := json.Valid(tc.in); want != (err == nil) {
+				t.Fatalf("json.Valid %v, scanner error %v", want, err)
+			}
+			if err != nil && !IsSyntax(err) {
+				t.Errorf("error %v is not a syntax error", err)
+			}
+		})
+	}
+}

@@ -81,7 +81,7 @@ var routes = map[string]route{
 	"/api/v1/parse_query":      {formatParams, (*API).pass, getPost},
 	"/api/v1/status/buildinfo": {params{}, (*API).pass, []string{http.MethodGet}},
 	"/api/v1/alerts":           {alertsParams, filterHandler(filterAlertsData, true), []string{http.MethodGet}},
-	"/api/v1/rules":            {rulesParams, filterHandler(filterRulesData, true), []string{http.MethodGet}},
+	"/api/v1/rules":            {rulesParams, (*API).rules, []string{http.MethodGet}},
 	"/api/v1/targets":          {targetsParams, filterHandler(filterTargetsData, false), []string{http.MethodGet}},
 	"/api/v1/targets/metadata": {tmetaParams, (*API).targetsMetadata, []string{http.MethodGet}},
 	"/api/v1/metadata":         {metadataParams, (*API).metadata, []string{http.MethodGet}},

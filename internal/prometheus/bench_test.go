@@ -97,7 +97,7 @@ func BenchmarkFilterRules(b *testing.B) {
 	data := benchRules(4)
 	b.Run("bytes", func(b *testing.B) {
 		benchFilter(b, data, func(out, d []byte) ([]byte, error) {
-			out, _, err := filterRulesData(out, d, e.VisibleFunc)
+			out, _, err := filterRulesData(out, d, e.VisibleFunc, nil)
 			return out, err
 		})
 	})

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/url"
@@ -88,21 +89,32 @@ func (a *API) fetch(r *http.Request, path string, vs url.Values) (*fetched, erro
 type envelope int
 
 const (
-	asIs     envelope = iota // not a success: passed on as the upstream gave it
+	failed   envelope = iota // not a success: written with its status and errors only
 	filtered                 // success: written with its data filtered
 	rebuilt                  // to be written anew: see answerRebuilt
 )
 
+// The envelope of Prometheus' answers, and the members of one that is not
+// a success passed on (its data may be anything: it is not filtered).
+var (
+	envelopeObject = jsonscan.NewObject("status", "data")
+	errorMembers   = map[string]bool{"status": true, "errorType": true, "error": true, "warnings": true, "infos": true}
+)
+
+func notErrorMember(k string) bool { return !errorMembers[k] }
+
 // filterEnvelope appends raw to out with its data filtered, in one pass:
 // everything but data stays as the upstream wrote it. Status and data are
-// found as encoding/json decodes them into apiResponse: keys matched
-// without regard to case, the last of several winning. A syntax error
-// anywhere is an unreadable answer (jsonscan.IsSyntax); an error of the
-// data's shape counts only for a successful answer.
+// read as encoding/json decodes them into apiResponse (the last of
+// several winning); spelt otherwise ("Status", which encoding/json reads
+// and other clients do not) they are refused (jsonscan.ErrSpelling). An
+// answer that is not a success is written with its status and errors
+// only. A syntax error anywhere is an unreadable answer (jsonscan.IsSyntax);
+// an error of the data's shape counts only for a successful answer.
 func filterEnvelope(out, raw []byte, filter dataFilter) ([]byte, envelope, error) {
 	start := jsonscan.SkipSpace(raw, 0)
 	if start >= len(raw) {
-		return out, asIs, jsonscan.ErrEnd
+		return out, failed, jsonscan.ErrEnd
 	}
 	var end int
 	var err error
@@ -112,75 +124,65 @@ func filterEnvelope(out, raw []byte, filter dataFilter) ([]byte, envelope, error
 		if end, err = jsonscan.SkipLiteral(raw, start, "null"); err == nil && jsonscan.SkipSpace(raw, end) != len(raw) {
 			err = jsonscan.SyntaxAt(raw, jsonscan.SkipSpace(raw, end), "after top-level value")
 		}
-		return out, asIs, err
+		return append(out, "null"...), failed, err
 	case '{':
 	default:
-		return out, asIs, &jsonscan.SyntaxError{Msg: "the answer is not an object"}
+		return out, failed, &jsonscan.SyntaxError{Msg: "the answer is not an object"}
 	}
 	var (
-		status             string
-		copied             int
-		seen, rebuild      bool
-		statusErr, dataErr error
-		keys               []string
+		status       string
+		copied       = start
+		mark         = len(out)
+		seen, dupKey bool
+		dataErr      error
+		w            jsonscan.Walk
 	)
-	end, err = jsonscan.WalkObject(raw, start, func(ks, ke int, escaped bool, vs int) (int, error) {
-		key, err := jsonscan.StringValue(raw, ks, ke, escaped)
-		if err != nil {
-			return vs, err
-		}
-		// A key given twice, or status or data spelt otherwise (which
-		// encoding/json accepts): the envelope is written anew, each key
-		// once and spelt as Prometheus does.
-		for _, k := range keys {
-			if strings.EqualFold(k, key) {
-				rebuild = true
-			}
-		}
-		keys = append(keys, key)
-		if (strings.EqualFold(key, "status") || strings.EqualFold(key, "data")) && key != "status" && key != "data" {
-			rebuild = true
-		}
-		switch {
-		case strings.EqualFold(key, "status"):
+	end, err = envelopeObject.Walk(raw, start, &w, func(field, vs int) (int, error) {
+		if field == 0 {
 			s, e, err := jsonscan.StringAt(raw, vs)
 			if raw[vs] != 'n' {
 				status = s
 			}
-			if err != nil && !jsonscan.IsSyntax(err) {
-				statusErr, err = err, nil
-			}
-			return e, err
-		case strings.EqualFold(key, "data") && !seen:
-			seen = true
-			out = append(out, raw[copied:vs]...)
-			mark := len(out)
-			o, e, err := filter(out, raw[vs:])
-			if err == nil || jsonscan.IsSyntax(err) {
-				out, copied = o, vs+e
-				return vs + e, err
-			}
-			// Not the data expected; the rest of it must still be
-			// JSON.
-			dataErr, out = err, out[:mark]
-			e, err = jsonscan.SkipValue(raw, vs)
-			copied = e
 			return e, err
 		}
-		return jsonscan.SkipValue(raw, vs)
+		if seen {
+			return jsonscan.SkipValue(raw, vs)
+		}
+		seen = true
+		out = append(out, raw[copied:vs]...)
+		dmark := len(out)
+		o, e, err := filter(out, raw[vs:])
+		if err == nil || jsonscan.IsSyntax(err) {
+			out, copied = o, vs+e
+			return vs + e, err
+		}
+		// Not the data expected; the rest of it must still be JSON.
+		dataErr, out = err, out[:dmark]
+		e, err = jsonscan.SkipValue(raw, vs)
+		copied = e
+		return e, err
 	})
-	if err == nil && jsonscan.SkipSpace(raw, end) != len(raw) {
+	// A walk that ended with an error of shape read the whole object: what
+	// follows must still be nothing, as for encoding/json.
+	if !jsonscan.IsSyntax(err) && jsonscan.SkipSpace(raw, end) != len(raw) {
 		err = jsonscan.SyntaxAt(raw, jsonscan.SkipSpace(raw, end), "after top-level value")
 	}
+	if err == nil && !w.Dup {
+		dupKey = repeatedKey(raw, w.Spans)
+	}
 	switch {
+	case err == jsonscan.ErrSpelling:
+		return out[:mark], failed, err
+	case err != nil && !jsonscan.IsSyntax(err):
+		// encoding/json could not decode the envelope (a status that
+		// is not a string).
+		return out[:mark], failed, &jsonscan.SyntaxError{Msg: err.Error()}
 	case err != nil:
-		return out, asIs, err
-	case statusErr != nil:
-		// encoding/json could not decode the envelope.
-		return out, asIs, &jsonscan.SyntaxError{Msg: statusErr.Error()}
+		return out[:mark], failed, err
 	case status != "success":
-		return out, asIs, nil
-	case rebuild:
+		out, err = jsonscan.WriteObject(out[:mark], raw, w.Spans, notErrorMember, nil)
+		return out, failed, err
+	case w.Dup || dupKey:
 		return out, rebuilt, nil
 	case !seen:
 		return out, filtered, errMissing
@@ -188,6 +190,27 @@ func filterEnvelope(out, raw []byte, filter dataFilter) ([]byte, envelope, error
 		return out, filtered, dataErr
 	}
 	return append(out, raw[copied:]...), filtered, nil
+}
+
+// repeatedKey reports whether two members of an envelope have keys that
+// encoding/json reads as one (equal under case folding): the envelope is
+// then written anew (answerRebuilt), each key once.
+func repeatedKey(raw []byte, ms []jsonscan.Span) bool {
+	key := func(m jsonscan.Span) []byte {
+		if !m.Escaped {
+			return raw[m.KS+1 : m.KE-1]
+		}
+		k, _ := jsonscan.StringValue(raw, m.KS, m.KE, true)
+		return []byte(k)
+	}
+	for i := range ms {
+		for j := range i {
+			if bytes.EqualFold(key(ms[i]), key(ms[j])) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // filtered runs an endpoint whose answer is filtered: fetch, then, on
@@ -208,13 +231,16 @@ func (a *API) answerFiltered(w http.ResponseWriter, r *http.Request, path string
 	defer putBuffer(buf)
 	buf.Grow(len(f.raw))
 	out, env, err := filterEnvelope(buf.Bytes()[:0], f.raw, filter)
+	var ae *apierror.Error
 	switch {
+	case errors.As(err, &ae):
+		return err // the client's (a page token that names no group)
 	case err != nil && jsonscan.IsSyntax(err):
 		return apierror.New(apierror.Upstream, "upstream answered status %d with an unreadable body", f.code)
 	case err != nil:
 		return apierror.New(apierror.Upstream, "unexpected upstream answer on %s: %v", path, err)
-	case env == asIs:
-		writeJSON(w, r, f.code, f.raw)
+	case env == failed:
+		writeJSON(w, r, f.code, out)
 	case env == rebuilt:
 		return a.answerRebuilt(w, r, path, f, filter)
 	default:
@@ -224,42 +250,63 @@ func (a *API) answerFiltered(w http.ResponseWriter, r *http.Request, path string
 }
 
 // answerRebuilt handles an envelope with a key given twice (several data
-// members) or spelt otherwise: decoded and encoded again, so that each key
-// is there once and only the filtered data remains.
+// members, keys equal under case folding): see rebuildEnvelope.
 func (a *API) answerRebuilt(w http.ResponseWriter, r *http.Request, path string, f *fetched, filter dataFilter) error {
-	var env apiResponse
-	if err := json.Unmarshal(f.raw, &env); err != nil {
+	out, err := rebuildEnvelope(f.raw, filter)
+	var ae *apierror.Error
+	switch {
+	case errors.As(err, &ae):
+		return err
+	case err != nil && jsonscan.IsSyntax(err):
 		return apierror.New(apierror.Upstream, "upstream answered status %d with an unreadable body", f.code)
-	}
-	if len(env.Data) == 0 {
-		return apierror.New(apierror.Upstream, "unexpected upstream answer on %s: %v", path, errMissing)
-	}
-	data, _, err := filter(nil, env.Data)
-	if err != nil {
+	case err != nil:
 		return apierror.New(apierror.Upstream, "unexpected upstream answer on %s: %v", path, err)
-	}
-	env.Data = data
-	out, err := json.Marshal(env)
-	if err != nil {
-		return apierror.Wrap(apierror.Internal, err)
 	}
 	writeJSON(w, r, http.StatusOK, out)
 	return nil
 }
 
+// rebuildEnvelope decodes a successful answer and encodes it again, so
+// that each key is there once and only the filtered data remains.
+func rebuildEnvelope(raw []byte, filter dataFilter) ([]byte, error) {
+	var env apiResponse
+	if err := json.Unmarshal(raw, &env); err != nil {
+		return nil, &jsonscan.SyntaxError{Msg: err.Error()}
+	}
+	if len(env.Data) == 0 {
+		return nil, errMissing
+	}
+	data, _, err := filter(nil, env.Data)
+	if err != nil {
+		return nil, err
+	}
+	env.Data = data
+	return json.Marshal(env)
+}
+
 // envelopeData returns the data of a successful answer, for the label
-// values metadata reads.
-func envelopeData(raw []byte) (data []byte, success bool, err error) {
+// values metadata reads, or else the answer to pass on (status and errors
+// only).
+func envelopeData(raw []byte) (data, failure []byte, err error) {
 	var at, end int
-	_, env, err := filterEnvelope(nil, raw, func(out, b []byte) ([]byte, int, error) {
+	out, env, err := filterEnvelope(nil, raw, func(out, b []byte) ([]byte, int, error) {
 		e, err := jsonscan.SkipValue(b, 0)
 		at, end = len(raw)-len(b), e
 		return out, e, err
 	})
-	if err != nil || env != filtered {
-		return nil, false, err
+	switch {
+	case err != nil:
+		return nil, nil, err
+	case env == failed:
+		return nil, out, nil
+	case env == rebuilt:
+		var ar apiResponse
+		if err := json.Unmarshal(raw, &ar); err != nil {
+			return nil, nil, err
+		}
+		return ar.Data, nil, nil
 	}
-	return raw[at : at+end], true, nil
+	return raw[at : at+end], nil, nil
 }
 
 // writeJSON answers body, gzip-compressed when the client accepts it.
@@ -354,12 +401,12 @@ func (a *API) metadata(w http.ResponseWriter, r *http.Request, path string, p pa
 		return err
 	}
 	defer f.release()
-	data, success, err := envelopeData(f.raw)
+	data, failure, err := envelopeData(f.raw)
 	if err != nil {
 		return apierror.New(apierror.Upstream, "upstream answered status %d with an unreadable body", f.code)
 	}
-	if !success {
-		writeJSON(w, r, f.code, f.raw)
+	if failure != nil {
+		writeJSON(w, r, f.code, failure)
 		return nil
 	}
 	var own []string

@@ -35,7 +35,10 @@ type oldAlert struct {
 }
 
 func (x *oldAlert) UnmarshalJSON(b []byte) error {
-	return oldSplitLabels(b, "labels", &x.Labels, &x.rest)
+	if err := oldSplitLabels(b, "labels", &x.Labels, &x.rest); err != nil {
+		return err
+	}
+	return oldSpelling(x.rest, "labels")
 }
 func (x oldAlert) MarshalJSON() ([]byte, error) { return oldJoinLabels(x.rest, "labels", x.Labels) }
 
@@ -48,6 +51,20 @@ func oldSplitLabels(b []byte, key string, lbls *labelSet, rest *map[string]json.
 	if raw, ok := (*rest)[key]; ok {
 		if err := json.Unmarshal(raw, lbls); err != nil {
 			return err
+		}
+	}
+	return nil
+}
+
+// oldSpelling refuses, as the filters do, an object with a key that Go's
+// encoding/json reads as one of keys (without regard to case) but spelt
+// otherwise: clients matching keys exactly would read another member.
+func oldSpelling(rest map[string]json.RawMessage, keys ...string) error {
+	for k := range rest {
+		for _, d := range keys {
+			if k != d && strings.EqualFold(k, d) {
+				return jsonscan.ErrSpelling
+			}
 		}
 	}
 	return nil
@@ -91,6 +108,9 @@ func (x *oldRule) UnmarshalJSON(b []byte) error {
 	if err := oldSplitLabels(b, "labels", &x.Labels, &x.rest); err != nil {
 		return err
 	}
+	if err := oldSpelling(x.rest, "labels", "name", "type", "alerts"); err != nil {
+		return err
+	}
 	for key, dst := range map[string]any{"name": &x.Name, "type": &x.Type, "alerts": &x.Alerts} {
 		if raw, ok := x.rest[key]; ok {
 			if err := json.Unmarshal(raw, dst); err != nil {
@@ -124,6 +144,9 @@ type oldRuleGroup struct {
 
 func (g *oldRuleGroup) UnmarshalJSON(b []byte) error {
 	if err := json.Unmarshal(b, &g.rest); err != nil {
+		return err
+	}
+	if err := oldSpelling(g.rest, "rules", "name", "file"); err != nil {
 		return err
 	}
 	return json.Unmarshal(g.rest["rules"], &g.Rules)
@@ -187,6 +210,9 @@ func (x *oldTarget) UnmarshalJSON(b []byte) error {
 	if err := oldSplitLabels(b, "labels", &x.Labels, &x.rest); err != nil {
 		return err
 	}
+	if err := oldSpelling(x.rest, "labels", "discoveredLabels"); err != nil {
+		return err
+	}
 	if raw, ok := x.rest["discoveredLabels"]; ok {
 		return json.Unmarshal(raw, &x.Discovered)
 	}
@@ -216,6 +242,9 @@ func (x *oldTargetMetadata) UnmarshalJSON(b []byte) error {
 	if err := oldSplitLabels(b, "target", &x.Target, &x.rest); err != nil {
 		return err
 	}
+	if err := oldSpelling(x.rest, "target", "metric"); err != nil {
+		return err
+	}
 	if raw, ok := x.rest["metric"]; ok {
 		return json.Unmarshal(raw, &x.Metric)
 	}
@@ -227,6 +256,12 @@ func (x oldTargetMetadata) MarshalJSON() ([]byte, error) {
 }
 
 func oldAlertsData(data json.RawMessage, allow func(labelSet) bool) ([]byte, error) {
+	var top map[string]json.RawMessage
+	if err := json.Unmarshal(data, &top); err == nil {
+		if err := oldSpelling(top, "alerts"); err != nil {
+			return nil, err
+		}
+	}
 	var d struct {
 		Alerts []oldAlert `json:"alerts"`
 	}
@@ -242,10 +277,15 @@ func oldRulesData(data json.RawMessage, allow func(labelSet) bool) ([]byte, erro
 	if err := json.Unmarshal(data, &d); err != nil {
 		return nil, err
 	}
+	if err := oldSpelling(d, "groups", "groupNextToken"); err != nil {
+		return nil, err
+	}
 	var groups []oldRuleGroup
 	if err := json.Unmarshal(d["groups"], &groups); err != nil {
 		return nil, err
 	}
+	// The upstream's page token is not passed on (promgate pages).
+	delete(d, "groupNextToken")
 	b, err := json.Marshal(oldFilterRules(groups, allow))
 	if err != nil {
 		return nil, err
@@ -257,6 +297,9 @@ func oldRulesData(data json.RawMessage, allow func(labelSet) bool) ([]byte, erro
 func oldTargetsData(data json.RawMessage, allow func(labelSet) bool) ([]byte, error) {
 	var d map[string]json.RawMessage
 	if err := json.Unmarshal(data, &d); err != nil {
+		return nil, err
+	}
+	if err := oldSpelling(d, "activeTargets", "droppedTargets", "droppedTargetCounts"); err != nil {
 		return nil, err
 	}
 	for _, key := range []string{"activeTargets", "droppedTargets"} {
@@ -370,7 +413,7 @@ func checkAll(t *testing.T, in string) {
 		sameData(t, "alerts/"+name, b, func(d []byte) ([]byte, error) { return oldAlertsData(d, onMap(allow)) },
 			whole(t, func(out, d []byte) ([]byte, int, error) { return filterAlertsData(out, d, allow) }))
 		sameData(t, "rules/"+name, b, func(d []byte) ([]byte, error) { return oldRulesData(d, onMap(allow)) },
-			whole(t, func(out, d []byte) ([]byte, int, error) { return filterRulesData(out, d, allow) }))
+			whole(t, func(out, d []byte) ([]byte, int, error) { return filterRulesData(out, d, allow, nil) }))
 		sameData(t, "targets/"+name, b, func(d []byte) ([]byte, error) { return oldTargetsData(d, onMap(allow)) },
 			whole(t, func(out, d []byte) ([]byte, int, error) { return filterTargetsData(out, d, allow) }))
 		for _, limit := range []int{0, 1, 2} {
@@ -554,12 +597,38 @@ func TestFilteredEnvelope(t *testing.T) {
 		{name: "error passed on", code: 422,
 			body:     `{"status":"error","errorType":"bad_data","error":"x"}`,
 			wantCode: 422, wantBytes: `{"status":"error","errorType":"bad_data","error":"x"}`},
-		{name: "status matched without case", code: 200,
-			body:     `{"STATUS":"success","data":{"alerts":[{"labels":{"team":"b"}}]}}`,
-			wantCode: 200, want: `{"status":"success","data":{"alerts":[]}}`},
+		// Go clients read "STATUS" as status, others do not: refused.
+		{name: "status spelt otherwise", code: 200,
+			body: `{"STATUS":"success","data":{"alerts":[{"labels":{"team":"b"}}]}}`, wantCode: 502},
+		{name: "status twice, spelt otherwise", code: 200,
+			body: `{"status":"error","STATUS":"success","data":{"alerts":[{"labels":{"team":"b"}}]}}`, wantCode: 502},
+		{name: "data spelt otherwise", code: 200,
+			body: `{"status":"success","data":{"alerts":[{"labels":{"team":"b"}}]},"Data":{"alerts":[{"labels":{"team":"a"}},{"labels":{"team":"b"}}]}}`, wantCode: 502},
+		{name: "data spelt otherwise in an error", code: 500,
+			body: `{"status":"error","error":"x","Data":{"alerts":[{"labels":{"team":"b"}}]}}`, wantCode: 502},
+		{name: "labels spelt otherwise", code: 200,
+			body: `{"status":"success","data":{"alerts":[{"labels":{"team":"a"},"Labels":{"team":"b"}}]}}`, wantCode: 502},
 		{name: "data twice: rebuilt with the last only", code: 200,
-			body:     `{"status":"success","data":{"alerts":[{"labels":{"team":"b"}}]},"Data":{"alerts":[{"labels":{"team":"a"}},{"labels":{"team":"b"}}]}}`,
-			wantCode: 200, want: `{"status":"success","data":{"alerts":[{"labels":{"team":"a"}}]}}`},
+			body:     `{"status":"success","data":{"alerts":[{"labels":{"team":"b"}}]},"data":{"alerts":[{"labels":{"team":"a"}},{"labels":{"team":"b"}}]}}`,
+			wantCode: 200, wantBytes: `{"status":"success","data":{"alerts":[{"labels":{"team":"a"}}]}}`},
+		// An answer that is not a success goes out without its data,
+		// which is not filtered.
+		{name: "error without its data", code: 500,
+			body:     `{"status":"error","errorType":"internal","error":"x","data":{"alerts":[{"labels":{"team":"b"}}]},"warnings":["w"],"other":{"team":"b"}}`,
+			wantCode: 500, wantBytes: `{"status":"error","errorType":"internal","error":"x","warnings":["w"]}`},
+		{name: "no status, data dropped", code: 200,
+			body: `{"data":{"alerts":[{"labels":{"team":"b"}}]}}`, wantCode: 200, wantBytes: `{}`},
+		{name: "status not success, data dropped", code: 200,
+			body: `{"status":"Success","data":{"alerts":[{"labels":{"team":"b"}}]}}`, wantCode: 200, wantBytes: `{"status":"Success"}`},
+		{name: "error repeated, last kept", code: 400,
+			body: `{"status":"error","error":"a","error":"b","data":1}`, wantCode: 400, wantBytes: `{"status":"error","error":"b"}`},
+		{name: "nested too deep", code: 200,
+			body: `{"status":"success","data":{"alerts":[{"labels":{"team":"a"},"x":` + strings.Repeat("[", 12<<20) + `}]}}`, wantCode: 502},
+		{name: "nested too deep in an error", code: 500,
+			body: `{"status":"error","data":` + strings.Repeat("[", 10001) + strings.Repeat("]", 10001) + `}`, wantCode: 502},
+		{name: "nested to the limit", code: 200,
+			body:     `{"status":"success","data":{"alerts":[{"labels":{"team":"a"},"x":` + strings.Repeat("[", 9990) + strings.Repeat("]", 9990) + `}]}}`,
+			wantCode: 200, wantBytes: `{"status":"success","data":{"alerts":[{"labels":{"team":"a"},"x":` + strings.Repeat("[", 9990) + strings.Repeat("]", 9990) + `}]}}`},
 		{name: "no data", code: 200, body: `{"status":"success"}`, wantCode: 502},
 		{name: "broken JSON", code: 200, body: `{"status":"success","data":{"alerts":[}`, wantCode: 502},
 		{name: "broken data", code: 200, body: `{"status":"success","data":{"alerts":[{"labels":{"team":1}}]}}`, wantCode: 502},
@@ -644,14 +713,32 @@ func FuzzFilters(f *testing.F) {
 }
 
 // oldEnvelope is how the reference handled the envelope: decoded into
-// apiResponse, data filtered, encoded again.
+// apiResponse, data filtered, encoded again; status or data spelt otherwise
+// refused, and an answer that is not a success passed on with its status
+// and errors only.
 func oldEnvelope(raw []byte, allow visibleFunc) (out []byte, env envelope, err error) {
+	var top map[string]json.RawMessage
+	if json.Unmarshal(raw, &top) == nil {
+		if err := oldSpelling(top, "status", "data"); err != nil {
+			return nil, failed, err
+		}
+	}
 	var ar apiResponse
 	if err := json.Unmarshal(raw, &ar); err != nil {
-		return nil, asIs, &jsonscan.SyntaxError{Msg: err.Error()}
+		return nil, failed, &jsonscan.SyntaxError{Msg: err.Error()}
 	}
 	if ar.Status != "success" {
-		return nil, asIs, nil
+		if top == nil {
+			return []byte("null"), failed, nil
+		}
+		kept := map[string]json.RawMessage{}
+		for _, k := range []string{"status", "errorType", "error", "warnings", "infos"} {
+			if v, ok := top[k]; ok {
+				kept[k] = v
+			}
+		}
+		out, err = json.Marshal(kept)
+		return out, failed, err
 	}
 	data, err := oldAlertsData(ar.Data, onMap(allow))
 	if err != nil {
@@ -682,9 +769,12 @@ func sameEnvelope(t *testing.T, in string) {
 	t.Helper()
 	raw := []byte(in)
 	want, wenv, werr := oldEnvelope(raw, teamA)
-	got, genv, gerr := filterEnvelope(nil, raw, func(out, b []byte) ([]byte, int, error) { return filterAlertsData(out, b, teamA) })
-	if genv == rebuilt {
-		return // rebuilt by answerRebuilt, as the reference did
+	filter := func(out, b []byte) ([]byte, int, error) { return filterAlertsData(out, b, teamA) }
+	got, genv, gerr := filterEnvelope(nil, raw, filter)
+	if gerr == nil && genv == rebuilt {
+		// Written anew by answerRebuilt: that is the answer to compare.
+		got, gerr = rebuildEnvelope(raw, filter)
+		genv = filtered
 	}
 	if (werr != nil) != (gerr != nil) || werr != nil && jsonscan.IsSyntax(werr) != jsonscan.IsSyntax(gerr) {
 		t.Fatalf("%q: reference error %v, new error %v", in, werr, gerr)
@@ -695,7 +785,7 @@ func sameEnvelope(t *testing.T, in string) {
 	if wenv != genv {
 		t.Fatalf("%q: reference %v, new %v", in, wenv, genv)
 	}
-	if wenv == filtered && !reflect.DeepEqual(known(want), known(got)) {
+	if !reflect.DeepEqual(known(want), known(got)) {
 		t.Fatalf("%q:\nreference %s\nnew       %s", in, want, got)
 	}
 }
@@ -709,6 +799,12 @@ func TestFilterEnvelopeAgreesWithReference(t *testing.T) {
 		`{"status":"success","data":{"alerts":[}}`, `{"status":"error","data":{"alerts":[}}`,
 		`{"status":"success","status":null,"data":{}}`, `{"status":1,"data":{}}`, `{"Status":"success","data":null}`,
 		`{"status":"success","data":{}} x`, `{"status":"success","data":{"alerts":[{"labels":{"team":"a"}}]}}` + "\n",
+		`{"status":"success","data":{"alerts":[{"labels":{"team":"b"}}]},"data":{"alerts":[{"labels":{"team":"a"}},{"labels":{"team":"b"}}]}}`,
+		`{"status":"success","warnings":["a"],"warnings":["b"],"data":{"alerts":[{"labels":{"team":"b"}}]}}`,
+		`{"status":"success","STATUS":"error","data":{"alerts":[]}}`, `{"status":"error","Data":{"alerts":[]}}`,
+		`{"status":"error","error":"x","data":{"alerts":[{"labels":{"team":"b"}}]},"extra":1}`,
+		`{"status":"success","data":{"alerts":[{"labels":{"team":"a"},"Labels":{"team":"b"}}]}}`,
+		`{"status":"success","data":{"Alerts":[{"labels":{"team":"b"}}]}}`,
 	} {
 		sameEnvelope(t, in)
 	}
@@ -719,4 +815,48 @@ func FuzzFilterEnvelope(f *testing.F) {
 		f.Add(`{"status":"success","data":` + c + `}`)
 	}
 	f.Fuzz(func(t *testing.T, in string) { sameEnvelope(t, in) })
+}
+
+// TestFiltersRefuseOtherSpellings: a key a filter decides on, spelt so that
+// Go clients (which match struct fields without regard to case) read it and
+// others do not, is refused; so is every such key of an endpoint.
+func TestFiltersRefuseOtherSpellings(t *testing.T) {
+	alerts := func(out, d []byte) ([]byte, int, error) { return filterAlertsData(out, d, teamA) }
+	rules := func(out, d []byte) ([]byte, int, error) { return filterRulesData(out, d, teamA, nil) }
+	targets := func(out, d []byte) ([]byte, int, error) { return filterTargetsData(out, d, teamA) }
+	tmeta := func(out, d []byte) ([]byte, int, error) { return filterTargetsMetadataData(out, d, teamA, 0) }
+	for _, tc := range []struct {
+		name   string
+		filter dataFilter
+		data   string
+	}{
+		{"alerts", alerts, `{"Alerts":[{"labels":{"team":"b"}}]}`},
+		{"alerts twice", alerts, `{"alerts":[],"ALERTS":[{"labels":{"team":"b"}}]}`},
+		{"alert labels", alerts, `{"alerts":[{"labels":{"team":"a"},"Labels":{"team":"b"}}]}`},
+		{"alert labels alone", alerts, `{"alerts":[{"Labels":{"team":"b"}}]}`},
+		{"alert labels folded", alerts, `{"alerts":[{"labels":{"team":"a"},"LABEL\u017f":{"team":"b"}}]}`},
+		{"groups", rules, `{"groups":[],"Groups":[{"rules":[{"labels":{"team":"b"}}]}]}`},
+		{"group rules", rules, `{"groups":[{"rules":[{"labels":{"team":"a"}}],"Rules":[{"labels":{"team":"b"}}]}]}`},
+		{"group name", rules, `{"groups":[{"name":"g","NAME":"h","rules":[{"labels":{"team":"a"}}]}]}`},
+		{"rule labels", rules, `{"groups":[{"rules":[{"labels":{"team":"a"},"labelS":{"team":"b"}}]}]}`},
+		{"rule name", rules, `{"groups":[{"rules":[{"type":"recording","name":"a","Name":"b","labels":{"team":"a"}}]}]}`},
+		{"rule type", rules, `{"groups":[{"rules":[{"type":"recording","Type":"alerting","name":"a","labels":{"team":"a"}}]}]}`},
+		{"rule alerts", rules, `{"groups":[{"rules":[{"labels":{"team":"a"},"alerts":[],"Alerts":[{"labels":{"team":"b"}}]}]}]}`},
+		{"rule alert labels", rules, `{"groups":[{"rules":[{"labels":{"team":"a"},"alerts":[{"labels":{"team":"a"},"Labels":{"team":"b"}}]}]}]}`},
+		{"page token", rules, `{"groups":[],"GroupNextToken":"x"}`},
+		{"active targets", targets, `{"activeTargets":[],"ActiveTargets":[{"labels":{"team":"b"}}]}`},
+		{"dropped targets", targets, `{"droppedtargets":[{"discoveredLabels":{"team":"b"}}]}`},
+		{"dropped target counts", targets, `{"DroppedTargetCounts":{"p":3}}`},
+		{"target labels", targets, `{"activeTargets":[{"labels":{"team":"a"},"LABELS":{"team":"b"}}]}`},
+		{"target discovered labels", targets, `{"droppedTargets":[{"discoveredLabels":{"team":"a"},"DiscoveredLabels":{"team":"b"}}]}`},
+		{"metadata target", tmeta, `[{"target":{"team":"a"},"Target":{"team":"b"},"metric":"m"}]`},
+		{"metadata metric", tmeta, `[{"target":{"team":"a"},"metric":"m","Metric":"n"}]`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out, _, err := tc.filter(nil, []byte(tc.data))
+			if err != jsonscan.ErrSpelling {
+				t.Errorf("%s: error %v, output %s; want %v", tc.data, err, out, jsonscan.ErrSpelling)
+			}
+		})
+	}
 }

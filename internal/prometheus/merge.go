@@ -71,8 +71,13 @@ func (a *API) mergeMatrices(w http.ResponseWriter, r *http.Request, path string,
 			return apierror.New(apierror.Upstream, "upstream answered status %d with an unreadable body", resp.StatusCode)
 		}
 		if ar.Status != "success" {
-			// The first error is the answer, as Prometheus gives it.
-			writeRaw(w, resp.StatusCode, body)
+			// The first error is the answer, as Prometheus gives it,
+			// without data (not filtered).
+			_, failure, err := envelopeData(body)
+			if err != nil || failure == nil {
+				return apierror.New(apierror.Upstream, "upstream answered status %d with an unreadable body", resp.StatusCode)
+			}
+			writeRaw(w, resp.StatusCode, failure)
 			return nil
 		}
 		var md matrixData
