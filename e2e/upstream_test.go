@@ -223,9 +223,16 @@ policies:
 // connection is idle, writes that answer once more, unasked: a proxy in
 // between that sends a body after a HEAD, or a 408 on an idle connection.
 type lateServer struct {
-	l       net.Listener
-	mu      sync.Mutex
-	answers int
+	l             net.Listener
+	mu            sync.Mutex
+	answers, late int
+}
+
+// pending reports whether a late answer is still to be written.
+func (s *lateServer) pending() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.late < s.answers/3
 }
 
 func (s *lateServer) serve() {
@@ -260,7 +267,12 @@ func (s *lateServer) conn(c net.Conn) {
 		late := s.answers%3 == 0
 		s.mu.Unlock()
 		if late {
-			time.AfterFunc(30*time.Millisecond, func() { _, _ = io.WriteString(c, answer) })
+			time.AfterFunc(30*time.Millisecond, func() {
+				_, _ = io.WriteString(c, answer)
+				s.mu.Lock()
+				s.late++
+				s.mu.Unlock()
+			})
 		}
 	}
 }
@@ -328,9 +340,13 @@ policies:
 			wrong++
 			t.Errorf("round %d: tenant %s got the answer to %s", i, tenant, got)
 		}
-		// Past the 30 ms: the late bytes arrive while promgate's
-		// connection is idle.
-		time.Sleep(50 * time.Millisecond)
+		// The late bytes arrive while promgate's connection is idle.
+		authEventually(t, 5*time.Second, "the late answer", func() error {
+			if up.pending() {
+				return fmt.Errorf("not written yet")
+			}
+			return nil
+		})
 	}
 	if wrong > 0 {
 		t.Errorf("%d of %d answers went to the wrong query", wrong, rounds)

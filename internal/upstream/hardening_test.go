@@ -73,17 +73,17 @@ func TestTenancyHeaderAfterConnectionTokens(t *testing.T) {
 	}
 }
 
-// rawUpstream answers every request with the path it asked for; after
-// every third answer, once the connection has gone idle, it sends that
-// answer again, unasked.
-func rawUpstream(t *testing.T) string {
+// rawUpstream answers every request with the path it asked for; 10 ms
+// after every third answer it sends that answer again, unasked. pending
+// reports whether a late answer is still to be written.
+func rawUpstream(t *testing.T) (base string, pending func() bool) {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { l.Close() })
-	var answers atomic.Int64
+	var answers, late atomic.Int64
 	go func() {
 		for {
 			c, err := l.Accept()
@@ -104,19 +104,23 @@ func rawUpstream(t *testing.T) string {
 						return
 					}
 					if answers.Add(1)%3 == 0 {
-						time.AfterFunc(10*time.Millisecond, func() { io.WriteString(c, answer) })
+						time.AfterFunc(10*time.Millisecond, func() {
+							io.WriteString(c, answer)
+							late.Add(1)
+						})
 					}
 				}
 			}()
 		}
 	}()
-	return "http://" + l.Addr().String()
+	return "http://" + l.Addr().String(), func() bool { return late.Load() < answers.Load()/3 }
 }
 
 // Bytes that arrive on an idle connection are never read as the answer to
 // the next request, on either entry point.
 func TestUnsolicitedBytesCloseTheConnection(t *testing.T) {
-	u := newUpstream(t, rawUpstream(t), Options{})
+	base, pending := rawUpstream(t)
+	u := newUpstream(t, base, Options{})
 	for i := range 30 {
 		want := fmt.Sprintf("/q?n=%d", i)
 		req := httptest.NewRequest("GET", want, nil)
@@ -137,7 +141,8 @@ func TestUnsolicitedBytesCloseTheConnection(t *testing.T) {
 		if got != want {
 			t.Errorf("request %s got the answer %q", want, got)
 		}
-		time.Sleep(20 * time.Millisecond) // the late answer arrives while idle
+		// The late answer arrives while the connection is idle.
+		waitFor(t, "the late answer", func() bool { return !pending() })
 	}
 }
 
