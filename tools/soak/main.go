@@ -30,7 +30,7 @@ import (
 
 func main() {
 	var o options
-	flag.DurationVar(&o.duration, "duration", 8*time.Minute, "how long the load runs (SOAK_DURATION overrides)")
+	flag.DurationVar(&o.duration, "duration", 8*time.Minute, "how long the load runs, in whole restart intervals (SOAK_DURATION overrides)")
 	flag.StringVar(&o.promgate, "promgate", "", "promgate binary to soak (default: go build ./cmd/promgate)")
 	flag.DurationVar(&o.restartEvery, "prometheus.restart-interval", 30*time.Second, "how often Prometheus is restarted")
 	flag.DurationVar(&o.reloadEvery, "reload-interval", 10*time.Second, "how often promgate's configuration is reloaded")

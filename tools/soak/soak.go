@@ -76,37 +76,12 @@ func (e *env) soak(ctx context.Context, o options) (*report, error) {
 			go func() { defer wg.Done(); s.worker(ctx, tenantName(ti), ti*connsPerTenant+c) }()
 		}
 	}
-	wg.Add(3)
+	wg.Add(2)
 	go func() { defer wg.Done(); s.slowClient(ctx) }()
-	go func() { defer wg.Done(); s.restarts(ctx) }()
 	go func() { defer wg.Done(); s.reloads(ctx) }()
 
 	rep := &report{duration: o.duration, st: s.st}
-	begin := time.Now()
-	warmup := min(20*time.Second, o.duration/6)
-	marks := []struct {
-		name string
-		at   time.Duration
-	}{{"start", warmup}, {"middle", o.duration / 2}, {"end", o.duration}}
-	var err error
-	for _, m := range marks {
-		select {
-		case <-ctx.Done():
-			err = ctx.Err()
-		case <-time.After(time.Until(begin.Add(m.at))):
-		}
-		if err != nil {
-			break
-		}
-		smp, serr := s.sample(m.name)
-		if serr != nil {
-			err = serr
-			break
-		}
-		fmt.Printf("soak: %-6s after %-6s rss %.1f MiB, %d goroutines (%s), %d open files\n", m.name,
-			time.Since(begin).Round(time.Second), float64(smp.rss)/(1<<20), smp.goroutines, smp.goroutineSource, smp.fds)
-		rep.samples = append(rep.samples, smp)
-	}
+	err := s.restartsAndSamples(ctx, rep)
 	cancel()
 	wg.Wait()
 	if err != nil {
@@ -272,16 +247,37 @@ func (s *soaker) slowRequest(ctx context.Context, tenant string, slowHeaders boo
 	return result{code: resp.StatusCode, body: body, err: err}
 }
 
-// restarts stops and starts Prometheus every restartEvery.
-func (s *soaker) restarts(ctx context.Context) {
+// restartsAndSamples restarts Prometheus every restartEvery and measures
+// promgate just before the first restart, the one halfway and the end.
+// The measures are taken at the same moment of a restart's cycle because
+// the idle upstream connections promgate holds at rest depend on it: a
+// restart closes them on Prometheus' side, and the pool fills again with
+// the load that follows.
+func (s *soaker) restartsAndSamples(ctx context.Context, rep *report) error {
 	const grace = 2 * time.Second
-	t := time.NewTicker(s.o.restartEvery)
-	defer t.Stop()
-	for {
+	begin := time.Now()
+	cycles := max(int(s.o.duration/s.o.restartEvery), 1)
+	names := map[int]string{1: "start", cycles: "end"}
+	if mid := (cycles + 1) / 2; mid > 1 && mid < cycles {
+		names[mid] = "middle"
+	}
+	for k := 1; k <= cycles; k++ {
 		select {
 		case <-ctx.Done():
-			return
-		case <-t.C:
+			return ctx.Err()
+		case <-time.After(time.Until(begin.Add(time.Duration(k) * s.o.restartEvery))):
+		}
+		if name, ok := names[k]; ok {
+			smp, err := s.sample(name)
+			if err != nil {
+				return err
+			}
+			fmt.Printf("soak: %-6s after %-6s rss %.1f MiB, %d goroutines (%s), %d open files\n", name,
+				time.Since(begin).Round(time.Second), float64(smp.rss)/(1<<20), smp.goroutines, smp.goroutineSource, smp.fds)
+			rep.samples = append(rep.samples, smp)
+		}
+		if k == cycles {
+			return nil
 		}
 		s.faultMu.RLock()
 		s.clock.n.Add(1)
@@ -295,12 +291,11 @@ func (s *soaker) restarts(ctx context.Context) {
 		s.clock.n.Add(1)
 		s.faultMu.RUnlock()
 		if err != nil {
-			fmt.Fprintln(os.Stderr, "soak: restarting Prometheus:", err)
-			s.st.add(func(st *stats) { st.reloadWrong = append(st.reloadWrong, "Prometheus did not restart: "+err.Error()) })
-			return
+			return fmt.Errorf("restarting Prometheus: %w", err)
 		}
 		s.st.add(func(st *stats) { st.restarts++ })
 	}
+	return nil
 }
 
 // reloads writes promgate's configuration every reloadEvery, broken and
@@ -336,12 +331,7 @@ func (s *soaker) reloads(ctx context.Context) {
 			case !broken && r.code != http.StatusOK:
 				wrong = fmt.Sprintf("the valid configuration was refused: %d %s", r.code, r.body)
 			case broken:
-				// The tenant whose selector the broken file cuts short
-				// still gets its data: the old configuration serves.
-				a := c.get(s.e.gate.URL+"/api/v1/label/team/values", "t3")
-				if a.code != http.StatusOK || !strings.Contains(string(a.body), `"data":["t3"]`) {
-					wrong = fmt.Sprintf("after a refused reload, t3 got %d %.200s", a.code, a.body)
-				}
+				wrong = s.oldConfigServes(ctx, c)
 			}
 		}
 		s.faultMu.RUnlock()
@@ -358,6 +348,24 @@ func (s *soaker) reloads(ctx context.Context) {
 				st.reloadsValid++
 			}
 		})
+	}
+}
+
+// oldConfigServes checks that the tenant whose selector the broken file
+// cuts short still gets its data: the old configuration serves. An answer
+// that failed during a Prometheus restart is asked again.
+func (s *soaker) oldConfigServes(ctx context.Context, c *client) string {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		t0 := s.clock.now()
+		a := c.get(s.e.gate.URL+"/api/v1/label/team/values", "t3")
+		if a.code == http.StatusOK && strings.Contains(string(a.body), `"data":["t3"]`) {
+			return ""
+		}
+		if a.code == http.StatusOK || !overlapped(t0, s.clock.now()) || time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Sprintf("after a refused reload, t3 got %d %.200s (%v)", a.code, a.body, a.err)
+		}
+		time.Sleep(500 * time.Millisecond)
 	}
 }
 
