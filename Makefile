@@ -2,7 +2,7 @@ SHELL := /bin/bash
 GO ?= go
 FUZZTIME ?= 30s
 
-.PHONY: all build test unit e2e fuzz demo deps vet bench bench-quick clean
+.PHONY: all build test unit e2e fuzz demo deps vet bench bench-quick soak clean
 
 all: build
 
@@ -54,6 +54,13 @@ bench: deps
 # target answers wrong data or errors, never on the figures.
 bench-quick: deps
 	$(GO) run ./tools/bench -quick
+
+# promgate under load and faults (tools/soak): 8 tenants x 8 connections
+# while Prometheus restarts and the configuration reloads; fails on any
+# cross-tenant answer or resource growth. CI runs SOAK_DURATION=2m.
+SOAK_DURATION ?= 8m
+soak: deps
+	$(GO) run ./tools/soak -duration=$(SOAK_DURATION)
 
 clean:
 	rm -rf bin

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/promgate/promgate/internal/testenv"
 )
 
 // liveStack is a real Prometheus that scrapes targets of two teams and
@@ -457,40 +459,10 @@ func TestPrometheusEndpoints(t *testing.T) {
 // startAt starts bin whose address the caller chose (and put in args), and
 // waits for readyURL. The process is stopped when the test ends.
 func startAt(t *testing.T, name, dir, bin, readyURL string, args ...string) (*server, error) {
-	logPath := filepath.Join(dir, name+".log")
-	logFile, err := os.Create(logPath)
+	u, err := url.Parse(readyURL)
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(bin, args...)
-	cmd.Dir, cmd.Stdout, cmd.Stderr = dir, logFile, logFile
-	if err := cmd.Start(); err != nil {
-		logFile.Close()
-		return nil, err
-	}
-	s := &server{name: name, url: readyURL, cmd: cmd, logPath: logPath, exited: make(chan struct{})}
-	go func() {
-		s.waitErr = cmd.Wait()
-		logFile.Close()
-		close(s.exited)
-	}()
-	t.Cleanup(s.stop)
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		select {
-		case <-s.exited:
-			return nil, fmt.Errorf("%s exited: %v\n%s", name, s.waitErr, s.log())
-		default:
-		}
-		if resp, err := http.Get(readyURL); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return s, nil
-			}
-		}
-		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("%s not ready at %s\n%s", name, readyURL, s.log())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	return startWith(t, testenv.Options{Name: name, Dir: dir, Addr: u.Host, ReadyPath: u.Path, Timeout: 60 * time.Second,
+		Args: func(string) []string { return append([]string{bin}, args...) }})
 }

@@ -177,7 +177,7 @@ func TestReload(t *testing.T) {
 		authWriteFile(t, file, reloadConfig(prom.url, carol+"\n"+root+"\n"+dave, davePolicy))
 		time.Sleep(500 * time.Millisecond)
 		expectTeams(t, "dave without a reload", httpClient, gate.url, basic("dave", "dave-pw"), 401)
-		if err := gate.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		if err := gate.Cmd.Process.Signal(syscall.SIGHUP); err != nil {
 			t.Fatal(err)
 		}
 		authEventually(t, 10*time.Second, "dave after SIGHUP", func() error {

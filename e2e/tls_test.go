@@ -24,6 +24,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/promgate/promgate/internal/testenv"
 )
 
 // This file holds the TLS end-to-end test and the helpers the other
@@ -237,68 +239,17 @@ func tlsClient(t testing.TB, caPEM string, cert *tls.Certificate) *http.Client {
 }
 
 // startGateTLS starts promgate serving HTTPS and waits until /-/ready
-// answers 200 over TLS with client. Like startServer, it retries a port
-// taken between picking and binding, and stops the process at the end of
+// answers 200 over TLS with client. The process is stopped at the end of
 // the test.
 func startGateTLS(t *testing.T, name, dir string, client *http.Client, args func(addr string) []string) *server {
 	t.Helper()
 	bin := requirePromgate(t)
-	var lastErr error
-	for attempt := 0; attempt < 3; attempt++ {
-		port, err := freePort()
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := fmt.Sprintf("127.0.0.1:%d", port)
-		logPath := filepath.Join(dir, name+".log")
-		logFile, err := os.Create(logPath)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cmd := exec.Command(bin, args(addr)...)
-		cmd.Dir = dir
-		cmd.SysProcAttr = childProcAttr()
-		cmd.Stdout, cmd.Stderr = logFile, logFile
-		if err := cmd.Start(); err != nil {
-			logFile.Close()
-			t.Fatal(err)
-		}
-		s := &server{name: name, url: "https://" + addr, cmd: cmd, logPath: logPath, exited: make(chan struct{})}
-		go func() {
-			s.waitErr = cmd.Wait()
-			logFile.Close()
-			close(s.exited)
-		}()
-		t.Cleanup(s.stop)
-		deadline := time.Now().Add(60 * time.Second)
-		for lastErr = nil; ; {
-			select {
-			case <-s.exited:
-				lastErr = fmt.Errorf("%s exited before it was ready (%v); log:\n%s", name, s.waitErr, s.log())
-			default:
-			}
-			if lastErr != nil {
-				break
-			}
-			resp, err := client.Get(s.url + "/-/ready")
-			if err == nil {
-				resp.Body.Close()
-				if resp.StatusCode == http.StatusOK {
-					return s
-				}
-			}
-			if time.Now().After(deadline) {
-				s.stop()
-				t.Fatalf("%s not ready at %s after 60s (%v); log:\n%s", name, s.url, err, s.log())
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-		if !strings.Contains(lastErr.Error(), "address already in use") {
-			break
-		}
+	s, err := startWith(t, testenv.Options{Name: name, Dir: dir, Scheme: "https", Client: client, Timeout: 60 * time.Second,
+		Args: func(addr string) []string { return append([]string{bin}, args(addr)...) }})
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatal(lastErr)
-	return nil
+	return s
 }
 
 // curlTeams runs count by (team) (up) with curl and returns its HTTP status
@@ -584,7 +535,7 @@ policies:
 		if err != nil || code != 200 || !slices.Equal(teams, []string{"b"}) {
 			t.Errorf("curl trusting the new CA: status %d teams %v: %v", code, teams, err)
 		}
-		if gate.cmd.ProcessState != nil {
+		if gate.Cmd.ProcessState != nil {
 			t.Error("promgate restarted")
 		}
 	})

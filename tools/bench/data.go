@@ -3,16 +3,15 @@ package main
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 
-	"github.com/promgate/promgate/e2e"
+	"github.com/promgate/promgate/internal/testenv"
 )
 
 // The benchmark's data: tenants t0..t3, each with the same shape of
-// series, over span seconds ending at e2e.BaseTime, one sample every step.
+// series, over span seconds ending at testenv.BaseTime, one sample every step.
 // Per tenant:
 //
 //	up                        32 series (the small instant query)
@@ -27,7 +26,7 @@ const (
 	numInstances = 32
 	span         = 90 * 60
 	step         = 30
-	queryTime    = e2e.BaseTime
+	queryTime    = testenv.BaseTime
 )
 
 func tenantName(i int) string { return "t" + strconv.Itoa(i) }
@@ -40,25 +39,25 @@ var (
 
 // dataset builds the series. Values are deterministic functions of the
 // series' index and the time; counters only grow.
-func dataset() *e2e.Dataset {
-	ds := &e2e.Dataset{}
-	from, to := int64(e2e.BaseTime-span), int64(e2e.BaseTime)
-	fam := func(name, typ string) *e2e.Family {
-		f := &e2e.Family{Name: name, Type: typ}
+func dataset() *testenv.Dataset {
+	ds := &testenv.Dataset{}
+	from, to := int64(testenv.BaseTime-span), int64(testenv.BaseTime)
+	fam := func(name, typ string) *testenv.Family {
+		f := &testenv.Family{Name: name, Type: typ}
 		ds.Families = append(ds.Families, f)
 		return f
 	}
 	n := 0
-	add := func(f *e2e.Family, name string, lbls map[string]string, value func(i int, t int64) float64) {
+	add := func(f *testenv.Family, name string, lbls map[string]string, value func(i int, t int64) float64) {
 		m := map[string]string{"__name__": name}
 		for k, v := range lbls {
 			m[k] = v
 		}
-		s := &e2e.Series{Labels: m}
+		s := &testenv.Series{Labels: m}
 		idx := n
 		n++
 		for t := from; t <= to; t += step {
-			s.Samples = append(s.Samples, e2e.Sample{T: t, V: value(idx, t)})
+			s.Samples = append(s.Samples, testenv.Sample{T: t, V: value(idx, t)})
 		}
 		f.Series = append(f.Series, s)
 	}
@@ -148,17 +147,15 @@ func rulesFile() string {
 const firingAlerts = numTenants * groupsPerTenant * 3 * alertsPerRule
 
 // makeTSDB writes the data as OpenMetrics and backfills it into dir/tsdb
-// with promtool. A TSDB left by an earlier run with the same data is
-// reused (cacheDir).
+// with promtool.
 func makeTSDB(promtool, dir string) (string, error) {
 	om := filepath.Join(dir, "data.om")
 	if err := dataset().WriteOpenMetricsFile(om); err != nil {
 		return "", err
 	}
 	tsdb := filepath.Join(dir, "tsdb")
-	out, err := exec.Command(promtool, "tsdb", "create-blocks-from", "openmetrics", om, tsdb).CombinedOutput()
-	if err != nil {
-		return "", fmt.Errorf("promtool: %v\n%s", err, out)
+	if err := testenv.Backfill(promtool, om, tsdb); err != nil {
+		return "", err
 	}
 	_ = os.Remove(om)
 	return tsdb, nil

@@ -1,38 +1,24 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
+
+	"github.com/promgate/promgate/internal/testenv"
 )
 
-// proc is a server the benchmark started.
+// proc is a server the benchmark started (internal/testenv, shared with the
+// end-to-end tests and the soak).
 type proc struct {
-	name    string
-	url     string // http://127.0.0.1:PORT
-	cmd     *exec.Cmd
-	logPath string
-	exited  chan struct{}
-	waitErr error
+	*testenv.Process
+	url string // http://127.0.0.1:PORT
 }
 
-func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
-}
+var freeAddr = testenv.FreeAddr
 
 // pinned returns the command line that runs argv on one CPU, when pinning
 // is on.
@@ -43,91 +29,28 @@ func pinned(cpu int, argv ...string) []string {
 	return append([]string{"taskset", "-c", strconv.Itoa(cpu)}, argv...)
 }
 
-// start runs argv (taskset execs the server, so the PID is the server's)
-// and waits until readyPath answers 200.
+// start runs argv, listening on addr (taskset execs the server, so the PID
+// is the server's), and waits until readyPath answers 200.
 func start(dir, name, addr, readyPath string, argv []string) (*proc, error) {
-	logPath := filepath.Join(dir, name+".log")
-	logFile, err := os.Create(logPath)
+	p, err := testenv.Start(testenv.Options{Name: name, Dir: dir, Addr: addr, ReadyPath: readyPath,
+		Args: func(string) []string { return argv }})
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Dir = dir
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	// The servers die with the benchmark, even when it is killed.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		logFile.Close()
-		return nil, fmt.Errorf("starting %s: %w", name, err)
-	}
-	p := &proc{name: name, url: "http://" + addr, cmd: cmd, logPath: logPath, exited: make(chan struct{})}
-	go func() {
-		p.waitErr = cmd.Wait()
-		logFile.Close()
-		close(p.exited)
-	}()
-	deadline := time.Now().Add(90 * time.Second)
-	client := &http.Client{Timeout: 2 * time.Second}
-	for {
-		select {
-		case <-p.exited:
-			return nil, fmt.Errorf("%s exited before it was ready (%v); log:\n%s", name, p.waitErr, p.log())
-		default:
-		}
-		resp, err := client.Get(p.url + readyPath)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return p, nil
-			}
-			err = fmt.Errorf("status %d", resp.StatusCode)
-		}
-		if time.Now().After(deadline) {
-			p.stop()
-			return nil, fmt.Errorf("%s not ready at %s%s after 90s (last: %v); log:\n%s", name, p.url, readyPath, err, p.log())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	return &proc{Process: p, url: p.URL}, nil
 }
 
-func (p *proc) pid() int { return p.cmd.Process.Pid }
+func (p *proc) pid() int { return p.PID() }
 
-func (p *proc) log() string {
-	b, _ := os.ReadFile(p.logPath)
-	if len(b) > 4000 {
-		b = b[len(b)-4000:]
-	}
-	return string(b)
-}
-
-// stop sends SIGTERM to the process (by its PID), then SIGKILL after 10s.
+// stop ends the process; nil (a server not started) is a no-op.
 func (p *proc) stop() {
-	if p == nil {
-		return
-	}
-	select {
-	case <-p.exited:
-		return
-	default:
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.exited:
-	case <-time.After(10 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.exited
+	if p != nil {
+		p.Stop()
 	}
 }
 
 // alive reports an error if the process has exited.
-func (p *proc) alive() error {
-	select {
-	case <-p.exited:
-		return fmt.Errorf("%s exited (%v); log:\n%s", p.name, p.waitErr, p.log())
-	default:
-		return nil
-	}
-}
+func (p *proc) alive() error { return p.Alive() }
 
 // clockTick is USER_HZ, the unit of utime and stime in /proc/PID/stat; 100
 // on every Linux architecture Go supports.
@@ -203,21 +126,7 @@ func cpuTimes(pids []int) time.Duration {
 }
 
 // peakRSS returns VmHWM, the process' peak resident set size, in bytes.
-func peakRSS(pid int) (int64, error) {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			return kb << 10, err
-		}
-	}
-	return 0, fmt.Errorf("no VmHWM in /proc/%d/status", pid)
-}
+func peakRSS(pid int) (int64, error) { return testenv.StatusBytes(pid, "VmHWM") }
 
 // resetPeakRSS sets VmHWM back to the current RSS (Linux 4.0+), so that
 // the peak of one case can be read. It fails quietly where not allowed.

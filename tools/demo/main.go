@@ -20,7 +20,7 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
-	"github.com/promgate/promgate/e2e"
+	"github.com/promgate/promgate/internal/testenv"
 )
 
 func main() {
@@ -41,47 +41,41 @@ func run(duration time.Duration) error {
 
 	fmt.Println("generating two hours of data for teams a, b and c ...")
 	om := filepath.Join(dir, "data.om")
-	if err := e2e.Generate().WriteOpenMetricsFile(om); err != nil {
+	if err := testenv.Generate().WriteOpenMetricsFile(om); err != nil {
 		return err
 	}
 	tsdb := filepath.Join(dir, "tsdb")
-	if out, err := exec.Command("promtool", "tsdb", "create-blocks-from", "openmetrics", om, tsdb).CombinedOutput(); err != nil {
-		return fmt.Errorf("promtool: %v\n%s", err, out)
-	}
-
-	promAddr := addr(9090)
-	if err := os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte("global: {}\n"), 0o644); err != nil {
-		return err
-	}
-	prom := exec.Command("prometheus", "--config.file="+filepath.Join(dir, "prometheus.yml"),
-		"--storage.tsdb.path="+tsdb, "--storage.tsdb.retention.time=100y",
-		"--web.listen-address="+promAddr)
-	prom.Stdout, prom.Stderr = logFile(dir, "prometheus.log"), logFile(dir, "prometheus.log")
-	if err := prom.Start(); err != nil {
-		return fmt.Errorf("starting prometheus: %w", err)
-	}
-	defer stop(prom)
-	if err := waitReady("http://" + promAddr + "/-/ready"); err != nil {
+	if err := testenv.Backfill("promtool", om, tsdb); err != nil {
 		return err
 	}
 
-	amAddr := addr(9093)
+	promCfg := filepath.Join(dir, "prometheus.yml")
+	if err := os.WriteFile(promCfg, []byte("global: {}\n"), 0o644); err != nil {
+		return err
+	}
+	prom, err := testenv.Start(testenv.Options{Name: "prometheus", Dir: dir, Addr: addr(9090),
+		Args: func(a string) []string { return testenv.PrometheusArgs("prometheus", promCfg, tsdb, a) }})
+	if err != nil {
+		return err
+	}
+	defer prom.Stop()
+	promAddr := prom.Addr
+
 	amCfg := filepath.Join(dir, "alertmanager.yml")
 	if err := os.WriteFile(amCfg, []byte(`route: {receiver: default, group_by: [team]}
 receivers: [{name: default}]
 `), 0o644); err != nil {
 		return err
 	}
-	am := exec.Command("prometheus-alertmanager", "--config.file="+amCfg, "--storage.path="+filepath.Join(dir, "am"),
-		"--web.listen-address="+amAddr, "--cluster.listen-address=")
-	am.Stdout, am.Stderr = logFile(dir, "alertmanager.log"), logFile(dir, "alertmanager.log")
-	if err := am.Start(); err != nil {
-		return fmt.Errorf("starting alertmanager: %w", err)
-	}
-	defer stop(am)
-	if err := waitReady("http://" + amAddr + "/-/ready"); err != nil {
+	am, err := testenv.Start(testenv.Options{Name: "alertmanager", Dir: dir, Addr: addr(9093),
+		Args: func(a string) []string {
+			return testenv.AlertmanagerArgs("prometheus-alertmanager", amCfg, filepath.Join(dir, "am"), a)
+		}})
+	if err != nil {
 		return err
 	}
+	defer am.Stop()
+	amAddr := am.Addr
 	alerts := `[{"labels":{"alertname":"HighLatency","team":"a","severity":"warning"}},
 {"labels":{"alertname":"DiskFull","team":"b","severity":"critical"}},
 {"labels":{"alertname":"NodeDown","team":"c","severity":"critical"}}]`
@@ -141,18 +135,15 @@ policies:
 	if out, err := exec.Command("go", "build", "-o", bin, "./cmd/promgate").CombinedOutput(); err != nil {
 		return fmt.Errorf("go build: %v\n%s", err, out)
 	}
-	gateAddr := addr(8080)
-	gate := exec.Command(bin, "--config.file="+cfgFile, "--web.listen-address="+gateAddr)
-	gate.Stdout, gate.Stderr = os.Stdout, os.Stderr
-	if err := gate.Start(); err != nil {
+	gate, err := testenv.Start(testenv.Options{Name: "promgate", Dir: dir, Addr: addr(8080), Output: os.Stdout,
+		Args: func(a string) []string { return []string{bin, "--config.file=" + cfgFile, "--web.listen-address=" + a} }})
+	if err != nil {
 		return err
 	}
-	defer stop(gate)
-	if err := waitReady("http://" + gateAddr + "/-/ready"); err != nil {
-		return err
-	}
+	defer gate.Stop()
+	gateAddr := gate.Addr
 
-	at := strconv.Itoa(e2e.BaseTime)
+	at := strconv.Itoa(testenv.BaseTime)
 	g := "http://" + gateAddr
 	fmt.Printf(`
 promgate is running on %[1]s in front of Prometheus on http://%[2]s
@@ -206,40 +197,4 @@ func addr(port int) string {
 	}
 	defer l.Close()
 	return l.Addr().String()
-}
-
-func waitReady(url string) error {
-	deadline := time.Now().Add(60 * time.Second)
-	for time.Now().Before(deadline) {
-		if resp, err := http.Get(url); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	return fmt.Errorf("%s not ready after 60s", url)
-}
-
-func stop(c *exec.Cmd) {
-	if c.Process == nil {
-		return
-	}
-	_ = c.Process.Signal(syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() { _ = c.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		_ = c.Process.Kill()
-	}
-}
-
-func logFile(dir, name string) *os.File {
-	f, err := os.OpenFile(filepath.Join(dir, name), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return nil
-	}
-	return f
 }

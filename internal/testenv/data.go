@@ -1,11 +1,13 @@
-// Package e2e holds promgate's end-to-end tests against real Prometheus
-// servers. This file is the deterministic data generator of the oracle test:
-// it builds a few thousand series (counters, gauges, a histogram, series that
+// Package testenv is what promgate's end-to-end tests, its benchmark, its
+// soak and its demo share: the data they load into Prometheus and the
+// servers they start on 127.0.0.1.
+//
+// This file is the deterministic data generator of the oracle test: it builds a few thousand series (counters, gauges, a histogram, series that
 // differ only in their metric name, …) over two hours ending at BaseTime, and
 // writes them as OpenMetrics text for `promtool tsdb create-blocks-from
 // openmetrics`, either whole (the shared Prometheus) or restricted to the
 // series a policy allows (the oracle Prometheus of that policy).
-package e2e
+package testenv
 
 import (
 	"bufio"
@@ -49,8 +51,8 @@ type Series struct {
 // Name is the series' metric name.
 func (s *Series) Name() string { return s.Labels[labels.MetricName] }
 
-// key renders the label set canonically, for sorting and tests.
-func (s *Series) key() string { return labelsKey(s.Labels) }
+// Key renders the label set canonically, for sorting and tests.
+func (s *Series) Key() string { return LabelsKey(s.Labels) }
 
 // Family is an OpenMetrics metric family: all of its series are written
 // together under one `# TYPE` line, as the format requires.
@@ -348,7 +350,7 @@ func (g *gen) histogram(lbls map[string]string, from, to int64) {
 		for k, v := range lbls {
 			m[k] = v
 		}
-		m["le"] = formatFloat(le)
+		m["le"] = FormatFloat(le)
 		return m
 	}
 	for b, le := range buckets {
@@ -428,7 +430,7 @@ func (d *Dataset) WriteOpenMetrics(w io.Writer) error {
 			for _, smp := range s.Samples {
 				line = append(line[:0], prefix...)
 				line = append(line, ' ')
-				line = append(line, formatFloat(smp.V)...)
+				line = append(line, FormatFloat(smp.V)...)
 				line = append(line, ' ')
 				line = strconv.AppendInt(line, smp.T, 10)
 				line = append(line, '\n')
@@ -490,8 +492,8 @@ func sortedNames(lbls map[string]string) []string {
 	return names
 }
 
-// labelsKey renders a label set canonically: sorted name="value" pairs.
-func labelsKey(lbls map[string]string) string {
+// LabelsKey renders a label set canonically: sorted name="value" pairs.
+func LabelsKey(lbls map[string]string) string {
 	var b strings.Builder
 	b.WriteByte('{')
 	for i, n := range sortedNames(lbls) {
@@ -506,9 +508,9 @@ func labelsKey(lbls map[string]string) string {
 	return b.String()
 }
 
-// formatFloat renders a value as OpenMetrics and Prometheus do: NaN, +Inf,
+// FormatFloat renders a value as OpenMetrics and Prometheus do: NaN, +Inf,
 // -Inf, or the shortest exact decimal.
-func formatFloat(v float64) string {
+func FormatFloat(v float64) string {
 	switch {
 	case math.IsNaN(v):
 		return "NaN"
