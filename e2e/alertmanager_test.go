@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -700,64 +701,121 @@ func TestAlertmanagerBadInput(t *testing.T) {
 	silencesBefore := s.silences(t)
 	alertsBefore := s.alertNames(t)
 
+	// Requests Alertmanager itself refuses, sent to it directly: the
+	// reference for the shape of promgate's own refusals of the same kind.
+	silenceRefused := &amRequest{"POST", "/api/v2/silences", `{"matchers":[{"name":"alertname","value":"(","isRegex":true}],` + times + `}`, ""}
+	updateRefused := &amRequest{"POST", "/api/v2/silences", `{"id":"` + missing + `","matchers":[{"name":"team","value":"a","isRegex":false}],` + times + `}`, ""}
+	alertsRefused := &amRequest{"POST", "/api/v2/alerts", `[{"labels":{}}]`, ""}
+	v1Refused := &amRequest{"GET", "/api/v1/alerts?filter=foo", "", ""}
+	pathRefused := &amRequest{"GET", "/api/v2/nope", "", ""}
+
 	for _, tc := range []struct {
 		name, method, path, body string
 		contentType              string
 		wantStatus               int
-		wantBody                 string // substring
+		// wantBody is a substring of promgate's own message, for refusals
+		// Alertmanager has no counterpart for (the policy's); empty where
+		// Alertmanager refuses the same request and its answer is the
+		// reference (am == nil).
+		wantBody string
+		// am is the equivalent request Alertmanager refuses, whose answer
+		// must have the shape of promgate's (status class, Content-Type,
+		// JSON shape); nil: the same request, whose answer promgate must
+		// match exactly (status and body).
+		am *amRequest
+		// deviation, when set, says why the shape of promgate's answer
+		// differs from Alertmanager's on purpose; the test checks that it
+		// still does.
+		deviation string
+		// wording, when set, names a difference of message (the shape being
+		// equal) that promgate should remove; the test fails once it is
+		// gone, so that the entry goes too.
+		wording string
 	}{
-		{"malformed JSON", "POST", "/api/v2/silences", `{"matchers":[`, "", 400, `{"code":400,"message":"parsing silence body from \"\" failed`},
-		{"no matchers", "POST", "/api/v2/silences", `{"matchers":[],` + times + `}`, "", 422, `{"code":612,"message":"matchers in body should have at least 1 items"}`},
-		{"matcher without a name", "POST", "/api/v2/silences", `{"matchers":[{"value":"x","isRegex":false}],` + times + `}`, "", 422, `"matchers.0.name in body is required"`},
-		{"invalid regex", "POST", "/api/v2/silences", `{"matchers":[{"name":"alertname","value":"(","isRegex":true}],` + times + `}`, "", 400, `"silence invalid: invalid label matcher 0: invalid regular expression`},
-		{"contradicting the policy", "POST", "/api/v2/silences", `{"matchers":[{"name":"team","value":"b","isRegex":false}],` + times + `}`, "", 403, `silence matchers contradict the policy {team=\"a\"}`},
-		{"negated team", "POST", "/api/v2/silences", `{"matchers":[{"name":"team","value":"a","isRegex":false,"isEqual":false}],` + times + `}`, "", 403, `contradict the policy`},
-		{"update of bob's silence", "POST", "/api/v2/silences", `{"id":"` + bobID + `","matchers":[{"name":"team","value":"a","isRegex":false}],` + times + `}`, "", 403, "does not exist or is not yours"},
-		{"update of a missing silence", "POST", "/api/v2/silences", `{"id":"` + missing + `","matchers":[{"name":"team","value":"a","isRegex":false}],` + times + `}`, "", 403, "does not exist or is not yours"},
-		{"silence as text", "POST", "/api/v2/silences", `{}`, "text/plain", 415, `"code":415`},
-		{"missing silence", "GET", "/api/v2/silence/" + missing, "", "", 404, `"silence not found"`},
-		{"bob's silence", "GET", "/api/v2/silence/" + bobID, "", "", 404, `"silence not found"`},
-		{"ID not a UUID", "GET", "/api/v2/silence/nope", "", "", 422, `{"code":601,"message":"silenceID in path must be of type uuid: \"nope\""}`},
-		{"expire a missing silence", "DELETE", "/api/v2/silence/" + missing, "", "", 403, "does not exist or is not yours"},
-		{"expire bob's silence", "DELETE", "/api/v2/silence/" + bobID, "", "", 403, "does not exist or is not yours"},
-		{"alert of team b", "POST", "/api/v2/alerts", `[{"labels":{"alertname":"Mine","team":"a"}},{"labels":{"alertname":"Forged","team":"b"}}]`, "", 403, `alert 1 with labels {alertname=\"Forged\", team=\"b\"} is not allowed by the policy {team=\"a\"}`},
-		{"alert inhibiting other teams", "POST", "/api/v2/alerts", `[{"labels":{"alertname":"ClusterDown","team":"a"}}]`, "", 403, `is a source of inhibit rule 0, whose targets are not all in the policy {team=\"a\"}`},
-		{"alert without team", "POST", "/api/v2/alerts", `[{"labels":{"alertname":"Forged"}}]`, "", 403, "not allowed by the policy"},
-		{"alerts not an array", "POST", "/api/v2/alerts", `{"labels":{}}`, "", 400, `"parsing alerts body from \"\" failed`},
-		{"bad filter", "GET", "/api/v2/alerts?filter=foo", "", "", 400, `"bad matcher format: foo"`},
-		{"bad silences filter", "GET", "/api/v2/silences?filter=%7Bteam%3D%22a%22", "", "", 400, `"bad matcher format`},
-		{"API v1", "GET", "/api/v1/alerts", "", "", 403, `"errorType":"forbidden"`},
-		{"API v1 silences", "POST", "/api/v1/silences", `{}`, "", 403, `API v1 is not available`},
-		{"unknown v2 path", "GET", "/api/v2/alerts/nope", "", "", 403, `{"code":403,"message":"path /api/v2/alerts/nope is not available to restricted users"}`},
-		{"Alertmanager's metrics", "GET", "/metrics", "", "", 403, `"code":403`},
-		{"Alertmanager's reload", "POST", "/-/reload", "", "", 403, `"code":403`},
-		{"wrong method", "PUT", "/api/v2/silences", `{}`, "", 405, `{"code":405,"message":"method PUT is not allowed, but [GET,POST] are"}`},
-		{"dot segments", "GET", "/lib/%2e%2e/api/v1/alerts", "", "", 403, `"code":403`},
+		{name: "malformed JSON", method: "POST", path: "/api/v2/silences", body: `{"matchers":[`, wantStatus: 400,
+			wording: "encoding/json's error (unexpected end of JSON input) where Alertmanager's streaming decoder says unexpected EOF"},
+		{name: "no matchers", method: "POST", path: "/api/v2/silences", body: `{"matchers":[],` + times + `}`, wantStatus: 422},
+		{name: "matcher without a name", method: "POST", path: "/api/v2/silences", body: `{"matchers":[{"value":"x","isRegex":false}],` + times + `}`, wantStatus: 422},
+		{name: "invalid regex", method: "POST", path: "/api/v2/silences", body: `{"matchers":[{"name":"alertname","value":"(","isRegex":true}],` + times + `}`, wantStatus: 400,
+			wording: "the regular expression is quoted anchored (^(?:()$) where Alertmanager 0.25 quotes it as written"},
+		{name: "contradicting the policy", method: "POST", path: "/api/v2/silences", body: `{"matchers":[{"name":"team","value":"b","isRegex":false}],` + times + `}`, wantStatus: 403,
+			wantBody: `silence matchers contradict the policy {team=\"a\"}`, am: silenceRefused},
+		{name: "negated team", method: "POST", path: "/api/v2/silences", body: `{"matchers":[{"name":"team","value":"a","isRegex":false,"isEqual":false}],` + times + `}`, wantStatus: 403,
+			wantBody: `contradict the policy`, am: silenceRefused},
+		{name: "update of bob's silence", method: "POST", path: "/api/v2/silences", body: `{"id":"` + bobID + `","matchers":[{"name":"team","value":"a","isRegex":false}],` + times + `}`, wantStatus: 403,
+			wantBody: "does not exist or is not yours", am: updateRefused},
+		{name: "update of a missing silence", method: "POST", path: "/api/v2/silences", body: `{"id":"` + missing + `","matchers":[{"name":"team","value":"a","isRegex":false}],` + times + `}`, wantStatus: 403,
+			wantBody: "does not exist or is not yours", am: updateRefused},
+		{name: "silence as text", method: "POST", path: "/api/v2/silences", body: `{}`, contentType: "text/plain", wantStatus: 415},
+		{name: "missing silence", method: "GET", path: "/api/v2/silence/" + missing, wantStatus: 404, wantBody: `"silence not found"`,
+			deviation: "Alertmanager 0.25 answers a missing silence with an empty 404; promgate says so in the JSON string of its other refusals (an error always has a body)"},
+		{name: "bob's silence", method: "GET", path: "/api/v2/silence/" + bobID, wantStatus: 404, wantBody: `"silence not found"`,
+			am: &amRequest{"GET", "/api/v2/silence/" + missing, "", ""}, deviation: "as for a missing silence: someone else's is answered as missing"},
+		{name: "ID not a UUID", method: "GET", path: "/api/v2/silence/nope", wantStatus: 422},
+		{name: "expire a missing silence", method: "DELETE", path: "/api/v2/silence/" + missing, wantStatus: 403, wantBody: "does not exist or is not yours",
+			am: &amRequest{"DELETE", "/api/v2/silence/" + missing, "", ""}, deviation: "Alertmanager 0.25 answers 500 for an unknown silence ID; promgate refuses with 403 before asking, whether the ID exists or is someone else's"},
+		{name: "expire bob's silence", method: "DELETE", path: "/api/v2/silence/" + bobID, wantStatus: 403, wantBody: "does not exist or is not yours",
+			am: &amRequest{"DELETE", "/api/v2/silence/" + missing, "", ""}, deviation: "as for expiring a missing silence"},
+		{name: "alert of team b", method: "POST", path: "/api/v2/alerts", body: `[{"labels":{"alertname":"Mine","team":"a"}},{"labels":{"alertname":"Forged","team":"b"}}]`, wantStatus: 403,
+			wantBody: `alert 1 with labels {alertname=\"Forged\", team=\"b\"} is not allowed by the policy {team=\"a\"}`, am: alertsRefused},
+		{name: "alert inhibiting other teams", method: "POST", path: "/api/v2/alerts", body: `[{"labels":{"alertname":"ClusterDown","team":"a"}}]`, wantStatus: 403,
+			wantBody: `is a source of inhibit rule 0, whose targets are not all in the policy {team=\"a\"}`, am: alertsRefused},
+		{name: "alert without team", method: "POST", path: "/api/v2/alerts", body: `[{"labels":{"alertname":"Forged"}}]`, wantStatus: 403,
+			wantBody: "not allowed by the policy", am: alertsRefused},
+		{name: "alerts not an array", method: "POST", path: "/api/v2/alerts", body: `{"labels":{}}`, wantStatus: 400,
+			wording: "the Go type named is promgate's ([]*alertmanager.PostableAlert), not Alertmanager's (models.PostableAlerts)"},
+		{name: "bad filter", method: "GET", path: "/api/v2/alerts?filter=foo", wantStatus: 400},
+		{name: "bad silences filter", method: "GET", path: "/api/v2/silences?filter=%7Bteam%3D%22a%22", wantStatus: 400},
+		{name: "API v1", method: "GET", path: "/api/v1/alerts", wantStatus: 403, wantBody: `"errorType":"forbidden"`, am: v1Refused},
+		{name: "API v1 silences", method: "POST", path: "/api/v1/silences", body: `{}`, wantStatus: 403, wantBody: `API v1 is not available`, am: v1Refused},
+		{name: "unknown v2 path", method: "GET", path: "/api/v2/alerts/nope", wantStatus: 403,
+			wantBody: `{"code":403,"message":"path /api/v2/alerts/nope is not available to restricted users"}`, am: &amRequest{"GET", "/api/v2/alerts/nope", "", ""}},
+		{name: "Alertmanager's metrics", method: "GET", path: "/metrics", wantStatus: 403, wantBody: `"code":403`, am: pathRefused},
+		{name: "Alertmanager's reload", method: "POST", path: "/-/reload", wantStatus: 403, wantBody: `"code":403`, am: pathRefused},
+		{name: "wrong method", method: "PUT", path: "/api/v2/silences", body: `{}`, wantStatus: 405},
+		{name: "dot segments", method: "GET", path: "/lib/%2e%2e/api/v1/alerts", wantStatus: 403, wantBody: `"code":403`, am: pathRefused},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			req, err := http.NewRequest(tc.method, s.gate.url+"/alertmanager"+tc.path, strings.NewReader(tc.body))
-			if err != nil {
-				t.Fatal(err)
+			got := amSend(t, s.gate.url+"/alertmanager", "alice", amRequest{tc.method, tc.path, tc.body, tc.contentType})
+			if got.status != tc.wantStatus || !strings.Contains(string(got.body), tc.wantBody) {
+				t.Errorf("%d %s\nwant %d with %s", got.status, got.body, tc.wantStatus, tc.wantBody)
 			}
-			ct := tc.contentType
-			if ct == "" && tc.body != "" {
-				ct = "application/json"
+			if got.contentType != "application/json" {
+				t.Errorf("Content-Type %q", got.contentType)
 			}
-			if ct != "" {
-				req.Header.Set("Content-Type", ct)
+			ref := amRequest{tc.method, tc.path, tc.body, tc.contentType}
+			if tc.am != nil {
+				ref = *tc.am
 			}
-			req.SetBasicAuth("alice", amUsers["alice"])
-			resp, err := httpClient.Do(req)
-			if err != nil {
-				t.Fatal(err)
+			want := amSend(t, s.am.url, "", ref)
+			if want.status < 400 {
+				t.Fatalf("Alertmanager accepts the reference request %s %s (%d %s): it shows no error shape", ref.method, ref.path, want.status, want.body)
 			}
-			defer resp.Body.Close()
-			b, _ := io.ReadAll(resp.Body)
-			if resp.StatusCode != tc.wantStatus || !strings.Contains(string(b), tc.wantBody) {
-				t.Errorf("%d %s\nwant %d with %s", resp.StatusCode, b, tc.wantStatus, tc.wantBody)
+			shape, exact := amShapeDiff(want, got), ""
+			switch {
+			case tc.am != nil:
+			case want.status != got.status:
+				exact = fmt.Sprintf("status: Alertmanager %d, promgate %d", want.status, got.status)
+			case amNormalize(want.body) != amNormalize(got.body):
+				exact = "message differs"
 			}
-			if got := resp.Header.Get("Content-Type"); got != "application/json" {
-				t.Errorf("Content-Type %q", got)
+			show := fmt.Sprintf("(%s %s)\nAlertmanager: %d %q %s\npromgate:     %d %q %s",
+				ref.method, ref.path, want.status, want.contentType, want.body, got.status, got.contentType, got.body)
+			switch {
+			case shape != "" && tc.deviation == "":
+				t.Errorf("promgate answers in another shape than Alertmanager: %s %s", shape, show)
+			case shape == "" && tc.deviation != "":
+				t.Errorf("promgate now answers in Alertmanager's shape: remove the deviation %q %s", tc.deviation, show)
+			case shape != "":
+				t.Logf("deliberate difference from Alertmanager (%s): %s", tc.deviation, shape)
+			}
+			switch {
+			case exact != "" && tc.wording == "" && tc.deviation == "":
+				t.Errorf("promgate answers unlike Alertmanager to the same request: %s %s", exact, show)
+			case exact == "" && tc.wording != "":
+				t.Errorf("promgate now answers like Alertmanager: remove the wording note %q %s", tc.wording, show)
+			case exact != "" && tc.wording != "":
+				t.Logf("known wording difference from Alertmanager (%s) %s", tc.wording, show)
 			}
 		})
 	}
@@ -775,6 +833,100 @@ func TestAlertmanagerBadInput(t *testing.T) {
 	if got := s.alertNames(t); !slices.Equal(got, alertsBefore) {
 		t.Errorf("alerts changed: %v -> %v", alertsBefore, got)
 	}
+}
+
+// amRequest is one request of TestAlertmanagerBadInput; contentType
+// defaults to application/json when there is a body.
+type amRequest struct {
+	method, path, body, contentType string
+}
+
+// amAnswer is what TestAlertmanagerBadInput compares of an answer.
+type amAnswer struct {
+	status      int
+	contentType string
+	body        []byte
+}
+
+// amSend sends r to base (promgate's /alertmanager as user, or
+// Alertmanager itself when user is "").
+func amSend(t *testing.T, base, user string, r amRequest) amAnswer {
+	t.Helper()
+	req, err := http.NewRequest(r.method, base+r.path, strings.NewReader(r.body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ct := r.contentType
+	if ct == "" && r.body != "" {
+		ct = "application/json"
+	}
+	if ct != "" {
+		req.Header.Set("Content-Type", ct)
+	}
+	if user != "" {
+		req.SetBasicAuth(user, amUsers[user])
+	}
+	// Alertmanager redirects paths with dot segments; the answer itself is
+	// what is compared.
+	client := &http.Client{Timeout: httpClient.Timeout, Transport: httpClient.Transport,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return amAnswer{resp.StatusCode, resp.Header.Get("Content-Type"), bytes.TrimSpace(b)}
+}
+
+// amShape names the shape of an error body of Alertmanager's API: the
+// OpenAPI layer's {"code","message"}, a handler's JSON string, API v1's
+// {"status","errorType","error"}, or an empty body.
+func amShape(body []byte) string {
+	if len(body) == 0 {
+		return "empty"
+	}
+	var v any
+	if json.Unmarshal(body, &v) != nil {
+		return "not JSON"
+	}
+	switch x := v.(type) {
+	case string:
+		return "JSON string"
+	case map[string]any:
+		return "object with " + strings.Join(slices.Sorted(maps.Keys(x)), ", ")
+	}
+	return fmt.Sprintf("JSON %T", v)
+}
+
+// amShapeDiff compares the status class, Content-Type and body shape of
+// promgate's answer with Alertmanager's, or returns "".
+func amShapeDiff(am, gate amAnswer) string {
+	switch {
+	case am.status/100 != gate.status/100:
+		return fmt.Sprintf("status class: Alertmanager %d, promgate %d", am.status, gate.status)
+	case am.contentType != gate.contentType:
+		return fmt.Sprintf("Content-Type: Alertmanager %q, promgate %q", am.contentType, gate.contentType)
+	case amShape(am.body) != amShape(gate.body):
+		return fmt.Sprintf("body: Alertmanager's is %s, promgate's %s", amShape(am.body), amShape(gate.body))
+	}
+	return ""
+}
+
+// amMethodList is the list of allowed methods in a 405 message, which
+// Alertmanager's router renders in random order.
+var amMethodList = regexp.MustCompile(`\[[A-Z]+(,[A-Z]+)*\]`)
+
+// amNormalize sorts method lists so that two equal 405 answers compare equal.
+func amNormalize(body []byte) string {
+	return amMethodList.ReplaceAllStringFunc(string(body), func(l string) string {
+		ms := strings.Split(l[1:len(l)-1], ",")
+		slices.Sort(ms)
+		return "[" + strings.Join(ms, ",") + "]"
+	})
 }
 
 // TestAlertmanagerPrometheusRule fires an alert from a real Prometheus rule

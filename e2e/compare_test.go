@@ -29,8 +29,11 @@ type envelope struct {
 
 // compareAnswers returns "" when the gateway's answer equals the oracle's,
 // or a description of the first difference. Statuses must be equal; errors
-// are equal when their errorType is (messages may legitimately differ);
-// successful data is compared order-insensitively with float tolerance.
+// are equal when their errorType and message are (two errors are otherwise
+// indistinguishable, and an error answer hides whatever the data would have
+// shown); successful data is compared order-insensitively with float
+// tolerance. Whether an error is expected at all is the caller's decision
+// (see errorOutcome).
 func compareAnswers(kind answerKind, oracle, gateway response) string {
 	if oracle.err != nil {
 		return "oracle request failed: " + oracle.err.Error()
@@ -55,6 +58,9 @@ func compareAnswers(kind answerKind, oracle, gateway response) string {
 		if o.ErrorType != g.ErrorType {
 			return fmt.Sprintf("errorType: oracle %q, gateway %q", o.ErrorType, g.ErrorType)
 		}
+		if o.Error != g.Error {
+			return fmt.Sprintf("error: oracle %q, gateway %q", o.Error, g.Error)
+		}
 		return ""
 	}
 	switch kind {
@@ -65,6 +71,54 @@ func compareAnswers(kind answerKind, oracle, gateway response) string {
 	default:
 		return compareNamesData(o.Data, g.Data)
 	}
+}
+
+// errorOutcome checks an answer against what the corpus declares: outside
+// the errors section the oracle must succeed, since two equal errors prove
+// nothing about filtering. Inside it an error is allowed (and compared by
+// compareAnswers, message included); that each such expression fails at
+// least once is checked over all outcomes (checkDeclaredErrors). It returns
+// "" when the answer is allowed, or a description.
+func errorOutcome(r response, errorAllowed bool) string {
+	if r.err != nil {
+		return "request failed: " + r.err.Error()
+	}
+	var e envelope
+	if err := json.Unmarshal(r.body, &e); err != nil {
+		return "answer is not JSON: " + err.Error()
+	}
+	if e.Status != "success" && !errorAllowed {
+		return fmt.Sprintf("answered %d %s: %s, outside the corpus' errors section (rewrite the expression so that it returns data, or move it there)", r.code, e.ErrorType, e.Error)
+	}
+	return ""
+}
+
+// failed reports whether an answer is an error envelope.
+func failed(r response) bool {
+	var e envelope
+	return r.err == nil && json.Unmarshal(r.body, &e) == nil && e.Status == "error"
+}
+
+// resultCount is the number of series, label sets or names of a successful
+// answer; 0 for an error, a scalar or a string.
+func resultCount(kind answerKind, r response) int {
+	var e envelope
+	if r.err != nil || json.Unmarshal(r.body, &e) != nil || e.Status != "success" {
+		return 0
+	}
+	if kind != kindQuery {
+		var list []json.RawMessage
+		_ = json.Unmarshal(e.Data, &list)
+		return len(list)
+	}
+	var d struct {
+		ResultType string            `json:"resultType"`
+		Result     []json.RawMessage `json:"result"`
+	}
+	if json.Unmarshal(e.Data, &d) != nil || (d.ResultType != "vector" && d.ResultType != "matrix") {
+		return 0
+	}
+	return len(d.Result)
 }
 
 // queryData is the data of a query answer; Result depends on ResultType.
