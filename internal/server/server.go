@@ -130,7 +130,26 @@ func New(opts Options, st *State) *Server {
 	s := &Server{opts: opts, metrics: newMetrics(opts.Registry)}
 	s.promMetrics = promhttp.HandlerFor(opts.Registry, promhttp.HandlerOpts{})
 	s.state.Store(st)
+	if opts.Registry != nil {
+		opts.Registry.MustRegister(idleConnsGauge(s, "prometheus", func(st *State) *upstream.Upstream { return st.Prometheus }))
+		opts.Registry.MustRegister(idleConnsGauge(s, "alertmanager", func(st *State) *upstream.Upstream { return st.Alertmanager }))
+	}
 	return s
+}
+
+// idleConnsGauge reports the idle keep-alive connections of the current
+// state's upstream of one role.
+func idleConnsGauge(s *Server, role string, of func(*State) *upstream.Upstream) prometheus.Collector {
+	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name:        "promgate_upstream_idle_connections",
+		Help:        "Idle keep-alive connections to the upstream.",
+		ConstLabels: prometheus.Labels{"upstream": role},
+	}, func() float64 {
+		if u := of(s.state.Load()); u != nil {
+			return float64(u.IdleConns())
+		}
+		return 0
+	})
 }
 
 // Swap serves st from now on. The old state's upstream connections close

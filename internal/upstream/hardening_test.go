@@ -281,3 +281,33 @@ func TestErrorWriterChosenByCaller(t *testing.T) {
 		t.Errorf("default: %d %s", rec.Code, rec.Body)
 	}
 }
+
+// Idle connections the upstream closed (a restart) are closed by the
+// sweep, not kept until they are reused or expire.
+func TestSweepClosesDeadIdleConnections(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	defer srv.Close()
+	u := newUpstream(t, srv.URL, Options{})
+	defer u.Close()
+	var wg sync.WaitGroup
+	for range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			u.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/", nil))
+		}()
+	}
+	wg.Wait()
+	if n := u.IdleConns(); n == 0 {
+		t.Fatal("no idle connection")
+	}
+	u.pool.sweep()
+	if n := u.IdleConns(); n == 0 {
+		t.Fatal("the sweep closed live connections")
+	}
+	srv.CloseClientConnections()
+	waitFor(t, "the sweep to find the connections closed", func() bool {
+		u.pool.sweep()
+		return u.IdleConns() == 0
+	})
+}

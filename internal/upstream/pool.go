@@ -16,12 +16,20 @@ import (
 // late body or a 408, would otherwise have them read as the answer to the
 // next request, which may be another tenant's.
 type connPool struct {
-	mu      sync.Mutex
-	idle    []*conn
-	max     int
-	timeout time.Duration // idle connections older than this are closed
-	closed  bool
+	mu       sync.Mutex
+	idle     []*conn
+	max      int
+	timeout  time.Duration // idle connections older than this are closed
+	closed   bool
+	sweeping bool          // the sweeper runs
+	done     chan struct{} // closed by close, stops the sweeper
 }
+
+// sweepInterval is how often idle connections are checked in the
+// background: one the upstream closed (a restart) or wrote on is closed
+// within this time instead of holding a descriptor until it is reused or
+// expires.
+const sweepInterval = 5 * time.Second
 
 // conn is one keep-alive connection to the upstream.
 type conn struct {
@@ -88,7 +96,55 @@ func (p *connPool) put(c *conn) {
 		defer old.nc.Close()
 	}
 	p.idle = append(p.idle, c)
+	if !p.sweeping {
+		p.sweeping = true
+		go p.sweeper()
+	}
 	p.mu.Unlock()
+}
+
+// sweeper closes dead and expired idle connections until the pool closes.
+// It starts with the first connection pooled, so that an upstream never
+// used (a configuration that failed to load) has none.
+func (p *connPool) sweeper() {
+	t := time.NewTicker(sweepInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-p.done:
+			return
+		case <-t.C:
+			p.sweep()
+		}
+	}
+}
+
+func (p *connPool) sweep() {
+	now := time.Now()
+	var dead []*conn
+	p.mu.Lock()
+	kept := p.idle[:0]
+	for _, c := range p.idle {
+		// alive peeks without blocking: cheap enough under the lock.
+		if now.Sub(c.idleSince) >= p.timeout || !alive(c) {
+			dead = append(dead, c)
+		} else {
+			kept = append(kept, c)
+		}
+	}
+	clear(p.idle[len(kept):])
+	p.idle = kept
+	p.mu.Unlock()
+	for _, c := range dead {
+		c.nc.Close()
+	}
+}
+
+// idleCount is the number of idle connections, for metrics.
+func (p *connPool) idleCount() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.idle)
 }
 
 // close closes the idle connections; those in use are closed when they
@@ -96,6 +152,9 @@ func (p *connPool) put(c *conn) {
 func (p *connPool) close() {
 	p.mu.Lock()
 	idle := p.idle
+	if !p.closed {
+		close(p.done)
+	}
 	p.idle, p.closed = nil, true
 	p.mu.Unlock()
 	for _, c := range idle {

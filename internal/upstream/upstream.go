@@ -89,7 +89,7 @@ func New(o Options, logger *slog.Logger) (*Upstream, error) {
 		writeErr: o.ErrorWriter,
 		// The pool holds as many idle connections as requests may be in
 		// flight, so that a burst does not open new ones.
-		pool:   &connPool{max: o.MaxIdleConns, timeout: idleConnTimeout},
+		pool:   &connPool{max: o.MaxIdleConns, timeout: idleConnTimeout, done: make(chan struct{})},
 		dialer: newDialer(o.URL.Scheme, o.URL.Host),
 	}
 	if u.writeErr == nil {
@@ -121,6 +121,9 @@ func New(o Options, logger *slog.Logger) (*Upstream, error) {
 // Close closes the idle connections, and those in use as they come back:
 // a reload's new configuration has upstreams of its own.
 func (u *Upstream) Close() { u.pool.close() }
+
+// IdleConns is the number of idle keep-alive connections.
+func (u *Upstream) IdleConns() int { return u.pool.idleCount() }
 
 // idleConnTimeout closes connections idle for longer, before the upstream
 // does (Prometheus after 5 minutes).

@@ -24,12 +24,16 @@ const (
 	// maxErrorRate bounds the failed requests outside Prometheus'
 	// restarts.
 	maxErrorRate = 0.005
+	// heapSlack absorbs the size classes and caches a heap of a few MiB
+	// settles in.
+	heapSlack = 1 << 20
 )
 
 type sample struct {
 	name            string
-	rss             int64
+	rss, heap       int64 // heap: in use after a collection
 	goroutines, fds int
+	idleUpstream    int // of fds
 	goroutineSource string
 }
 
@@ -76,9 +80,9 @@ func (r *report) print(w io.Writer) {
 	for _, s := range st.reloadWrong {
 		fmt.Fprintf(w, "  %s\n", s)
 	}
-	fmt.Fprintf(w, "promgate at rest       %-8s %-10s %-11s %s\n", "", "RSS MiB", "goroutines", "open files")
+	fmt.Fprintf(w, "promgate at rest       %-8s %-8s %-9s %-11s %s\n", "", "RSS MiB", "heap MiB", "goroutines", "open files (idle upstream)")
 	for _, s := range r.samples {
-		fmt.Fprintf(w, "                       %-8s %-10.1f %-11d %d\n", s.name, float64(s.rss)/(1<<20), s.goroutines, s.fds)
+		fmt.Fprintf(w, "                       %-8s %-8.1f %-9.1f %-11d %d (%d)\n", s.name, float64(s.rss)/(1<<20), float64(s.heap)/(1<<20), s.goroutines, s.fds, s.idleUpstream)
 	}
 }
 
@@ -129,8 +133,11 @@ func (r *report) verdict() []error {
 		if float64(s.goroutines) > float64(first.goroutines)*(1+growth)+slack {
 			errs = append(errs, fmt.Errorf("goroutines grew from %d to %d (%s)", first.goroutines, s.goroutines, s.name))
 		}
-		if float64(s.fds) > float64(first.fds)*(1+growth)+slack {
-			errs = append(errs, fmt.Errorf("open files grew from %d to %d (%s)", first.fds, s.fds, s.name))
+		if float64(s.heap) > float64(first.heap)*(1+growth)+heapSlack {
+			errs = append(errs, fmt.Errorf("heap in use grew from %d to %d bytes (%s)", first.heap, s.heap, s.name))
+		}
+		if own, firstOwn := s.fds-s.idleUpstream, first.fds-first.idleUpstream; float64(own) > float64(firstOwn)*(1+growth)+slack {
+			errs = append(errs, fmt.Errorf("open files other than idle upstream connections grew from %d to %d (%s)", firstOwn, own, s.name))
 		}
 	}
 	return errs

@@ -80,6 +80,7 @@ func rulesFile() string {
 type env struct {
 	dir                 string
 	prom, am, gate      *testenv.Process
+	internal            string // promgate's internal listener (metrics, pprof)
 	promAddr            string
 	promCfg, tsdb       string
 	gateCfg             string
@@ -163,8 +164,14 @@ policies:
 	if err := os.WriteFile(e.gateCfg, []byte(e.validCfg), 0o600); err != nil {
 		return err
 	}
+	internalAddr, err := testenv.FreeAddr()
+	if err != nil {
+		return err
+	}
+	e.internal = "http://" + internalAddr
 	e.gate, err = testenv.Start(testenv.Options{Name: "promgate", Dir: dir, Args: func(addr string) []string {
 		return []string{promgate, "--config.file=" + e.gateCfg, "--web.listen-address=" + addr,
+			"--web.internal-listen-address=" + internalAddr,
 			"--log.level=warn", "--config.auto-reload-interval=0"}
 	}})
 	if err != nil {
