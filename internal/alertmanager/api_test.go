@@ -187,7 +187,7 @@ func TestHandle(t *testing.T) {
 			wantStatus: 502, wantBody: `"unexpected answer from Alertmanager"`,
 			wantUpstream: []string{"GET /api/v2/alerts/groups?filter=team%3D%22a%22"}},
 		{name: "alert labels given twice: the last decides", method: "GET", target: "/api/v2/alerts/groups",
-			answers: map[string]string{"GET /api/v2/alerts/groups": `[{"alerts":[{"labels":{"team":"b"},"labels":{"team":"a"}},{"labels":{"team":"a"},"labels":{"team":"b"}}],"receiver":{"name":"r"}}]`},
+			answers:    map[string]string{"GET /api/v2/alerts/groups": `[{"alerts":[{"labels":{"team":"b"},"labels":{"team":"a"}},{"labels":{"team":"a"},"labels":{"team":"b"}}],"receiver":{"name":"r"}}]`},
 			wantStatus: 200, wantBody: `[{"receiver":{"name":"r"},"alerts":[{"labels":{"team":"a"}}]}]`,
 			wantUpstream: []string{"GET /api/v2/alerts/groups?filter=team%3D%22a%22"}},
 		{name: "bad filter never reaches Alertmanager", method: "GET", target: "/api/v2/alerts?filter=foo",
