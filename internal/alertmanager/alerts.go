@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/promgate/promgate/internal/jsonscan"
 )
@@ -101,8 +102,16 @@ type alertScan struct {
 	groupW, alertW, statusW jsonscan.Walk
 }
 
+// scans keep alertScans' scratch space from one answer to the next.
+var scans = sync.Pool{New: func() any { return &alertScan{lset: map[string]string{}} }}
+
+// maxPooledSpans bounds the scratch space kept: a label set or an object
+// with more members is rare.
+const maxPooledSpans = 256
+
 func (e *Enforcer) newScan() *alertScan {
-	s := &alertScan{e: e, lset: map[string]string{}}
+	s := scans.Get().(*alertScan)
+	s.e, s.names = e, s.names[:0]
 	for _, sel := range e.selectors {
 		for _, m := range sel {
 			if !slices.Contains(s.names, m.Name) {
@@ -111,6 +120,18 @@ func (e *Enforcer) newScan() *alertScan {
 		}
 	}
 	return s
+}
+
+// release returns the scan to the pool.
+func (s *alertScan) release() {
+	s.e = nil
+	clear(s.lset)
+	for _, sp := range []*[]jsonscan.Span{&s.keys, &s.groupW.Spans, &s.alertW.Spans, &s.statusW.Spans} {
+		if cap(*sp) > maxPooledSpans {
+			*sp = nil
+		}
+	}
+	scans.Put(s)
 }
 
 // alert reads the alert at b[vs], and reports whether the policy allows it.
@@ -378,6 +399,7 @@ type Alerts struct{ alerts []alert }
 // the policy allows.
 func (e *Enforcer) FilterAlerts(body []byte) (*Alerts, error) {
 	s := e.newScan()
+	defer s.release()
 	var as []alert
 	err := readAnswer(body, "a list of alerts", func(vs int) (int, error) {
 		end, _, err := s.alerts(body, vs, &as)
@@ -445,6 +467,7 @@ var errNoAlerts = errors.New("alert group without alerts")
 // group kept shows nothing its visible alerts do not.
 func (e *Enforcer) FilterAlertGroups(body []byte) (*AlertGroups, error) {
 	s := e.newScan()
+	defer s.release()
 	l := &AlertGroups{body: body}
 	err := readAnswer(body, "a list of alert groups", func(vs int) (int, error) {
 		return jsonscan.WalkArray(body, vs, func(gs int) (int, error) {
