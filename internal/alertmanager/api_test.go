@@ -190,6 +190,19 @@ func TestHandle(t *testing.T) {
 			answers:    map[string]string{"GET /api/v2/alerts/groups": `[{"alerts":[{"labels":{"team":"b"},"labels":{"team":"a"}},{"labels":{"team":"a"},"labels":{"team":"b"}}],"receiver":{"name":"r"}}]`},
 			wantStatus: 200, wantBody: `[{"receiver":{"name":"r"},"alerts":[{"labels":{"team":"a"}}]}]`,
 			wantUpstream: []string{"GET /api/v2/alerts/groups?filter=team%3D%22a%22"}},
+		{name: "silence matchers spelt otherwise refused", method: "GET", target: "/api/v2/silence/" + silA,
+			answers: map[string]string{"GET /api/v2/silence/" + silA: `{"id":"` + silA + `","matchers":[{"name":"team","value":"b","isRegex":false}],` +
+				`"Matchers":[{"name":"team","value":"a","isRegex":false}],"status":{"state":"active"},` + validTimes + `}`},
+			wantStatus: 502, wantBody: `"unexpected answer from Alertmanager"`, wantUpstream: []string{"GET /api/v2/silence/" + silA}},
+		{name: "silence matchers given twice: the last, once", method: "GET", target: "/api/v2/silence/" + silA,
+			answers: map[string]string{"GET /api/v2/silence/" + silA: `{"id":"` + silA + `","matchers":[{"name":"team","value":"b","isRegex":false}],` +
+				`"matchers":[{"name":"team","value":"a","isRegex":false}]}`},
+			wantStatus: 200, wantBody: `{"id":"` + silA + `","matchers":[{"isRegex":false,"name":"team","value":"a"}]}`,
+			wantUpstream: []string{"GET /api/v2/silence/" + silA}},
+		{name: "silences with matchers spelt otherwise refused", method: "GET", target: "/api/v2/silences",
+			answers: map[string]string{"GET /api/v2/silences": `[{"id":"` + silA + `","matchers":[{"name":"team","value":"b","isRegex":false}],` +
+				`"Matchers":[{"name":"team","value":"a","isRegex":false}]}]`},
+			wantStatus: 502, wantBody: `"unexpected answer from Alertmanager"`, wantUpstream: []string{"GET /api/v2/silences"}},
 		{name: "bad filter never reaches Alertmanager", method: "GET", target: "/api/v2/alerts?filter=foo",
 			wantStatus: 400, wantBody: `"bad matcher format: foo"`},
 		{name: "bad receiver regex never reaches Alertmanager", method: "GET", target: "/api/v2/alerts/groups?receiver=(",
