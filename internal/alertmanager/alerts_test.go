@@ -264,8 +264,6 @@ func TestFilterOddAnswers(t *testing.T) {
 		{name: "group with an alert dropped: only alerts written anew", policy: `{team="a"}`, groups: true,
 			body: `[{"receiver":{"name":"r"},"alerts":[` + b + `,` + a + `],"labels":{"x":"<>"},"labels":{"x":"y"}},{"alerts":[` + b + `]},{"alerts":null}]`,
 			want: `[{"receiver":{"name":"r"},"labels":{"x":"y"},"alerts":[` + a + `]}]`},
-		// The reference passed the group on as it came, the first
-		// alerts unchecked.
 		{name: "group with alerts twice: the last", policy: `{team="a"}`, groups: true,
 			body: `[{"alerts":[` + b + `],"alerts":[` + a + `]}]`, want: `[{"alerts":[` + a + `]}]`},
 		{name: "group with alerts twice: the first unread", policy: `{team="a"}`, groups: true,
@@ -906,11 +904,11 @@ func sameFiltering(t *testing.T, body string) {
 	}
 }
 
-// tricky are alerts (and parts of them) that encoding/json reads in ways
-// a byte-level filter must copy.
+// tricky are alerts (and parts of them) that clients read in different
+// ways, or that a byte-level filter must copy.
 var tricky = []string{
-	// Label sets: merged when given twice, emptied by null, keys
-	// matched without regard to case (Unicode's: ſ is s), null values.
+	// Label sets: the last of several, emptied by null, keys spelt
+	// otherwise refused (Unicode's case folding: ſ is s), null values.
 	`{"labels":{"team":"a"}}`, `{"labels":{"team":"b"}}`, `{"labels":{}}`, `{"labels":null}`, `{}`, `null`,
 	`{"labels":{"team":"b"},"labels":{"job":"j"}}`, `{"labels":{"team":"b"},"labels":{"team":"a"}}`,
 	`{"labels":{"team":"a"},"labels":null}`, `{"labels":{"team":"a"},"labels":null,"labels":{"job":"j"}}`,
@@ -919,11 +917,11 @@ var tricky = []string{
 	`{"labels":{"team":"a"},"Labels":{"team":"b"}}`, "{\"labels\":{\"team\":\"a\xff\"}}", `{"labels":{"team":"a","job":"j"}}`,
 	// Labels that cannot be read: the answer is refused.
 	`{"labels":{"team":1}}`, `{"labels":[]}`, `{"labels":"team"}`, `{"Labels":5,"labels":{"team":"a"}}`, `{"labels":{"team":{}}}`,
-	// Fingerprints: null leaves the last string.
+	// Fingerprints: the last, null read as none.
 	`{"labels":{"team":"a"},"fingerprint":"f1"}`, `{"labels":{"team":"a"},"fingerprint":"f1","fingerprint":null}`,
 	`{"labels":{"team":"a"},"Fingerprint":"\u0066\u0032"}`, `{"labels":{"team":"a"},"fingerprint":1}`,
-	// Status: merged when given twice, null changes nothing, lists
-	// decoded into the slice already there.
+	// Status: the last of several (null: no references), lists the
+	// last, null IDs empty.
 	`{"labels":{"team":"a"},"status":{"state":"suppressed","silencedBy":["s1","s2"],"inhibitedBy":["f1","f3"]}}`,
 	`{"labels":{"team":"a"},"status":{"silencedBy":["s1"]},"status":{"inhibitedBy":["f1"]}}`,
 	`{"labels":{"team":"a"},"status":{"silencedBy":["s1"]},"status":null}`,
