@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/promgate/promgate/internal/jsonscan"
 )
@@ -33,21 +34,36 @@ type Visible struct {
 }
 
 // The answers of GET /api/v2/alerts and /api/v2/alerts/groups are filtered
-// in one pass over their text (internal/jsonscan): a kept alert goes out
-// byte for byte, and only what decides is decoded, as encoding/json decoded
-// it into the struct promgate read before (alerts_test.go holds the filter
-// to that implementation): keys matched without regard to case, a label
-// set or a status given twice merged, null read as nothing.
-
-// The keys encoding/json read into the reference's structs (matched
-// without regard to case).
+// in one pass over their text, declared with the objects they read
+// (jsonscan.Object): an alert, its status and a group, by the keys promgate
+// decides on. An object goes out byte for byte unless one of those keys is
+// given twice: clients matching keys exactly (JavaScript, Python) read the
+// last, Go's encoding/json into a struct merges them, so promgate decides
+// on the last and writes the object anew with each key once. A decided key
+// spelt otherwise ("Labels", which encoding/json reads and other clients do
+// not) refuses the answer (jsonscan.ErrSpelling). alerts_test.go holds the
+// filters to a reference built on encoding/json.
 var (
-	alertFields  = jsonscan.NewFields("labels", "fingerprint", "status")
-	statusFields = jsonscan.NewFields("silencedBy", "inhibitedBy")
-	// The keys an alert or group rewritten must spell as Alertmanager does.
-	statusField = jsonscan.NewFields("status")
-	alertsField = jsonscan.NewFields("alerts")
+	alertObject  = jsonscan.NewObject("labels", "fingerprint", "status")
+	statusObject = jsonscan.NewObject("silencedBy", "inhibitedBy")
+	// A group's labels and receiver are not decided on (they come from
+	// its alerts), but say what the group is: given once, as its alerts.
+	groupObject = jsonscan.NewObject("alerts", "labels", "receiver")
 )
+
+// The fields of alertObject, statusObject and groupObject.
+const (
+	alertLabels = iota
+	alertFingerprint
+	alertStatus
+)
+
+const (
+	statusSilencedBy = iota
+	statusInhibitedBy
+)
+
+const groupAlerts = 0
 
 // alert is a gettable alert of the answer: its bytes, and what enforcement
 // reads.
@@ -58,6 +74,9 @@ type alert struct {
 	fp                      []byte
 	fpEscaped               bool
 	silencedBy, inhibitedBy []string
+	// dup is a decided key of the alert or of its status given twice,
+	// statusDup one of its status: written anew, each key once.
+	dup, statusDup bool
 }
 
 func (a *alert) fingerprint() string {
@@ -75,14 +94,24 @@ type alertScan struct {
 	// alert at hand: Allows reads no others.
 	names []string
 	lset  map[string]string
-	// labels are the starts of the alert's label sets since the last null:
-	// encoding/json merges a set given twice into one map.
-	labels []int
+	// labels is the start of the alert's label set (-1: none), keys its
+	// members.
+	labels int
 	keys   []jsonscan.Span
+	// Walks of the objects being read, one per level.
+	groupW, alertW, statusW jsonscan.Walk
 }
 
+// scans keep alertScans' scratch space from one answer to the next.
+var scans = sync.Pool{New: func() any { return &alertScan{lset: map[string]string{}} }}
+
+// maxPooledSpans bounds the scratch space kept: a label set or an object
+// with more members is rare.
+const maxPooledSpans = 256
+
 func (e *Enforcer) newScan() *alertScan {
-	s := &alertScan{e: e, lset: map[string]string{}}
+	s := scans.Get().(*alertScan)
+	s.e, s.names = e, s.names[:0]
 	for _, sel := range e.selectors {
 		for _, m := range sel {
 			if !slices.Contains(s.names, m.Name) {
@@ -93,39 +122,50 @@ func (e *Enforcer) newScan() *alertScan {
 	return s
 }
 
+// release returns the scan to the pool.
+func (s *alertScan) release() {
+	s.e = nil
+	clear(s.lset)
+	for _, sp := range []*[]jsonscan.Span{&s.keys, &s.groupW.Spans, &s.alertW.Spans, &s.statusW.Spans} {
+		if cap(*sp) > maxPooledSpans {
+			*sp = nil
+		}
+	}
+	scans.Put(s)
+}
+
 // alert reads the alert at b[vs], and reports whether the policy allows it.
 func (s *alertScan) alert(b []byte, vs int) (a alert, end int, allowed bool, err error) {
-	s.labels = s.labels[:0]
+	s.labels = -1
 	switch b[vs] {
 	case 'n':
 		// encoding/json reads null as an alert without labels.
 		end, err = jsonscan.SkipLiteral(b, vs, "null")
 	case '{':
-		end, err = jsonscan.WalkObject(b, vs, func(ks, ke int, escaped bool, at int) (int, error) {
-			switch f, _ := alertFields.Match(b, ks, ke, escaped); f {
-			case 0: // labels
+		end, err = alertObject.Walk(b, vs, &s.alertW, func(field, at int) (int, error) {
+			switch field {
+			case alertLabels:
+				s.labels = -1
 				e, present, _, err := jsonscan.ScanLabels(b, at, &s.keys)
 				if present {
-					s.labels = append(s.labels, at)
-				} else {
-					s.labels = s.labels[:0]
+					s.labels = at
 				}
 				return e, err
-			case 1: // fingerprint
+			case alertFingerprint:
+				a.fp = nil
 				switch b[at] {
 				case '"':
 					e, esc, err := jsonscan.SkipString(b, at)
 					a.fp, a.fpEscaped = b[at:e], esc
 					return e, err
-				case 'n': // leaves the string as it was
+				case 'n':
 					return jsonscan.SkipLiteral(b, at, "null")
 				}
 				return typeError(b, at, "a fingerprint")
-			case 2: // status
-				return readStatus(b, at, &a)
 			}
-			return jsonscan.SkipValue(b, at)
+			return s.readStatus(b, at, &a)
 		})
+		a.dup = s.alertW.Dup || a.statusDup
 	default:
 		end, err = typeError(b, vs, "an alert")
 	}
@@ -134,20 +174,20 @@ func (s *alertScan) alert(b []byte, vs int) (a alert, end int, allowed bool, err
 	}
 	a.raw = b[vs:end]
 	clear(s.lset)
-	for _, name := range s.names {
-		for i := len(s.labels) - 1; i >= 0; i-- {
-			if v, ok := jsonscan.StringMember(b, s.labels[i], name); ok {
+	if s.labels >= 0 {
+		for _, name := range s.names {
+			if v, ok := jsonscan.LabelValue(b, s.keys, name); ok {
 				s.lset[name] = v
-				break
 			}
 		}
 	}
 	return a, end, s.e.Allows(s.lset), nil
 }
 
-// readStatus reads a status into a, as encoding/json decodes it into the
-// struct it may already hold (a status given twice): null changes nothing.
-func readStatus(b []byte, vs int, a *alert) (int, error) {
+// readStatus reads a status into a, replacing an earlier one: null is a
+// status without references.
+func (s *alertScan) readStatus(b []byte, vs int, a *alert) (int, error) {
+	a.silencedBy, a.inhibitedBy, a.statusDup = nil, nil, false
 	switch b[vs] {
 	case 'n':
 		return jsonscan.SkipLiteral(b, vs, "null")
@@ -155,23 +195,21 @@ func readStatus(b []byte, vs int, a *alert) (int, error) {
 	default:
 		return typeError(b, vs, "an alert status")
 	}
-	return jsonscan.WalkObject(b, vs, func(ks, ke int, escaped bool, vs int) (e int, err error) {
-		switch f, _ := statusFields.Match(b, ks, ke, escaped); f {
-		case 0: // silencedBy
-			a.silencedBy, e, err = readIDs(b, vs, a.silencedBy)
-		case 1: // inhibitedBy
-			a.inhibitedBy, e, err = readIDs(b, vs, a.inhibitedBy)
-		default:
-			e, err = jsonscan.SkipValue(b, vs)
+	end, err := statusObject.Walk(b, vs, &s.statusW, func(field, at int) (e int, err error) {
+		if field == statusSilencedBy {
+			a.silencedBy, e, err = readIDs(b, at)
+		} else {
+			a.inhibitedBy, e, err = readIDs(b, at)
 		}
 		return e, err
 	})
+	a.statusDup = s.statusW.Dup
+	return end, err
 }
 
-// readIDs reads the list of IDs at b[vs] as encoding/json decodes it into
-// the []string it may already hold (ids, of a status given twice): null or
-// [] drops it, and an element null keeps the string that was at its index.
-func readIDs(b []byte, vs int, ids []string) ([]string, int, error) {
+// readIDs reads the list of IDs at b[vs]; null is none, and an element
+// null the empty ID, as encoding/json decodes them into a new []string.
+func readIDs(b []byte, vs int) ([]string, int, error) {
 	switch b[vs] {
 	case 'n':
 		end, err := jsonscan.SkipLiteral(b, vs, "null")
@@ -179,33 +217,18 @@ func readIDs(b []byte, vs int, ids []string) ([]string, int, error) {
 	case '[':
 	default:
 		end, err := typeError(b, vs, "a list of IDs")
-		return ids, end, err
+		return nil, end, err
 	}
-	n := 0
+	ids := []string{}
 	end, err := jsonscan.WalkArray(b, vs, func(s int) (int, error) {
-		switch {
-		case n < len(ids):
-		case n < cap(ids):
-			ids = ids[:n+1]
-		default:
-			ids = append(ids, "")
-		}
-		n++
-		if b[s] == 'n' {
-			return jsonscan.SkipLiteral(b, s, "null")
-		}
-		if b[s] != '"' {
+		if b[s] != '"' && b[s] != 'n' {
 			return typeError(b, s, "an ID")
 		}
-		var e int
-		var err error
-		ids[n-1], e, err = jsonscan.StringAt(b, s)
+		id, e, err := jsonscan.StringAt(b, s)
+		ids = append(ids, id)
 		return e, err
 	})
-	if n == 0 {
-		return []string{}, end, err
-	}
-	return ids[:n], end, err
+	return ids, end, err
 }
 
 // typeError skips the value at b[vs] and returns the error of shape for it.
@@ -276,63 +299,65 @@ func (a *alert) hides(v Visible) bool {
 	return false
 }
 
-// errSpelling is an alert or group that encoding/json reads under keys
-// spelt otherwise than Alertmanager spells them, where promgate would have
-// to rewrite it: what is under the other spelling could not be checked.
-var errSpelling = errors.New("status, silencedBy, inhibitedBy or alerts spelt otherwise than by Alertmanager")
+// anew reports whether the alert goes out written anew.
+func (a *alert) anew(v Visible) bool { return a.dup || a.hides(v) }
 
-// encode appends the alert, with the references v does not allow removed.
-func (a *alert) encode(out []byte, v Visible) ([]byte, error) {
-	if !a.hides(v) {
-		return append(out, a.raw...), nil
-	}
-	sil := slices.DeleteFunc(slices.Clone(a.silencedBy), func(id string) bool { return !v.Silences[id] })
-	inh := slices.DeleteFunc(slices.Clone(a.inhibitedBy), func(fp string) bool { return !v.Alerts[fp] })
-	// The members but status go out as they came, each key once (the
-	// last, as encoding/json reads them); so do those of the last status,
-	// but the two lists.
-	raw := a.raw
-	ms, status, err := members(raw, 0, statusField)
-	if err != nil {
-		return out, err
-	}
-	if status < 0 || raw[ms[status].VS] != '{' {
-		// The last status is null: the lists came from an earlier one,
-		// which encoding/json clients would not read.
-		return out, errSpelling
-	}
-	sms, _, err := members(raw, ms[status].VS, statusFields)
-	if err != nil {
-		return out, err
-	}
-	s, _ := json.Marshal(nonNil(sil))
-	i, _ := json.Marshal(nonNil(inh))
-	st, err := jsonscan.WriteObject(nil, raw, sms, jsonscan.DropKeys("silencedBy", "inhibitedBy"),
-		[]jsonscan.Member{{Key: "silencedBy", Value: s}, {Key: "inhibitedBy", Value: i}})
-	if err != nil {
-		return out, err
-	}
-	return jsonscan.WriteObject(out, raw, ms, jsonscan.DropKeys("status"), []jsonscan.Member{{Key: "status", Value: st}})
+// encoder is scratch space for writing alerts anew.
+type encoder struct {
+	v             Visible
+	alert, status jsonscan.Walk
 }
 
-// members returns the members of the object at b[vs] and the index of the
-// last one that is the first of fields (-1: none). A key that encoding/json
-// reads as one of fields but spelt otherwise is errSpelling.
-func members(b []byte, vs int, fields *jsonscan.Fields) ([]jsonscan.Span, int, error) {
-	var ms []jsonscan.Span
-	last := -1
-	_, err := jsonscan.WalkObject(b, vs, func(ks, ke int, escaped bool, vs int) (int, error) {
-		switch f, exact := fields.Match(b, ks, ke, escaped); {
-		case f >= 0 && !exact:
-			return vs, errSpelling
-		case f == 0:
-			last = len(ms)
+func skipMember(b []byte) func(int, int) (int, error) {
+	return func(_, vs int) (int, error) { return jsonscan.SkipValue(b, vs) }
+}
+
+// encode appends the alert: as it came, or with each key once (the last,
+// as clients read them) and the references v does not allow removed.
+func (c *encoder) encode(out []byte, a *alert) ([]byte, error) {
+	hides := a.hides(c.v)
+	if !hides && !a.dup {
+		return append(out, a.raw...), nil
+	}
+	// Read when filtered: no error but of a broken invariant.
+	raw := a.raw
+	status := -1
+	_, err := alertObject.Walk(raw, 0, &c.alert, func(field, vs int) (int, error) {
+		if field == alertStatus {
+			status = vs
 		}
-		e, err := jsonscan.SkipValue(b, vs)
-		ms = append(ms, jsonscan.Span{KS: ks, KE: ke, VS: vs, VE: e, Escaped: escaped})
-		return e, err
+		return jsonscan.SkipValue(raw, vs)
 	})
-	return ms, last, err
+	if err != nil {
+		return out, err
+	}
+	if !hides && !a.statusDup {
+		return jsonscan.WriteObject(out, raw, c.alert.Spans, nil, nil)
+	}
+	// The status is written anew: the last one, an object (it has the
+	// references or a key given twice). The members but the two lists go
+	// out as they came, each key once.
+	if status < 0 || raw[status] != '{' {
+		return out, errors.New("alert status to write anew is not an object")
+	}
+	if _, err := statusObject.Walk(raw, status, &c.status, skipMember(raw)); err != nil {
+		return out, err
+	}
+	var drop func(string) bool
+	var add []jsonscan.Member
+	if hides {
+		sil := slices.DeleteFunc(slices.Clone(a.silencedBy), func(id string) bool { return !c.v.Silences[id] })
+		inh := slices.DeleteFunc(slices.Clone(a.inhibitedBy), func(fp string) bool { return !c.v.Alerts[fp] })
+		s, _ := json.Marshal(nonNil(sil))
+		i, _ := json.Marshal(nonNil(inh))
+		drop = jsonscan.DropKeys("silencedBy", "inhibitedBy")
+		add = []jsonscan.Member{{Key: "silencedBy", Value: s}, {Key: "inhibitedBy", Value: i}}
+	}
+	st, err := jsonscan.WriteObject(nil, raw, c.status.Spans, drop, add)
+	if err != nil {
+		return out, err
+	}
+	return jsonscan.WriteObject(out, raw, c.alert.Spans, jsonscan.DropKeys("status"), []jsonscan.Member{{Key: "status", Value: st}})
 }
 
 func nonNil(s []string) []string {
@@ -343,14 +368,14 @@ func nonNil(s []string) []string {
 }
 
 // encodeAlerts appends the alerts as a list, each encoded with encode.
-func encodeAlerts(out []byte, as []alert, v Visible) ([]byte, error) {
+func (c *encoder) encodeAlerts(out []byte, as []alert) ([]byte, error) {
 	out = append(out, '[')
 	for i := range as {
 		if i > 0 {
 			out = append(out, ',')
 		}
 		var err error
-		if out, err = as[i].encode(out, v); err != nil {
+		if out, err = c.encode(out, &as[i]); err != nil {
 			return out, err
 		}
 	}
@@ -374,6 +399,7 @@ type Alerts struct{ alerts []alert }
 // the policy allows.
 func (e *Enforcer) FilterAlerts(body []byte) (*Alerts, error) {
 	s := e.newScan()
+	defer s.release()
 	var as []alert
 	err := readAnswer(body, "a list of alerts", func(vs int) (int, error) {
 		end, _, err := s.alerts(body, vs, &as)
@@ -394,7 +420,8 @@ func (l *Alerts) Refs() Refs {
 
 // Encode returns the answer, without the references v does not allow.
 func (l *Alerts) Encode(v Visible) ([]byte, error) {
-	out, err := encodeAlerts(make([]byte, 0, size(l.alerts)), l.alerts, v)
+	c := &encoder{v: v}
+	out, err := c.encodeAlerts(make([]byte, 0, size(l.alerts)), l.alerts)
 	if err != nil {
 		return nil, err
 	}
@@ -416,8 +443,8 @@ type group struct {
 	raw        []byte
 	from, to   int // its alerts in AlertGroups.alerts
 	mfrom, mto int // its members in AlertGroups.members
-	// whole is true when no alert of the group was dropped and its alerts
-	// are given once: raw can go out as it came.
+	// whole is true when no alert of the group was dropped and its
+	// decided keys are given once: raw can go out as it came.
 	whole bool
 }
 
@@ -438,12 +465,9 @@ var errNoAlerts = errors.New("alert group without alerts")
 // keep at least one. A group's labels are the values of its alerts'
 // group_by labels and its receiver is where those alerts are routed, so a
 // group kept shows nothing its visible alerts do not.
-//
-// A group is read as encoding/json decoded it into a map: only the last
-// "alerts" counts. An "alerts" spelt otherwise is refused (errSpelling):
-// the alerts under it would go out unchecked.
 func (e *Enforcer) FilterAlertGroups(body []byte) (*AlertGroups, error) {
 	s := e.newScan()
+	defer s.release()
 	l := &AlertGroups{body: body}
 	err := readAnswer(body, "a list of alert groups", func(vs int) (int, error) {
 		return jsonscan.WalkArray(body, vs, func(gs int) (int, error) {
@@ -458,45 +482,32 @@ func (e *Enforcer) FilterAlertGroups(body []byte) (*AlertGroups, error) {
 			default:
 				return typeError(body, gs, "an alert group")
 			}
-			from, mfrom := len(l.alerts), len(l.members)
+			from := len(l.alerts)
 			n := 0
-			found, dup := false, false
-			var alertsErr error
-			ge, err := jsonscan.WalkObject(body, gs, func(ks, ke int, escaped bool, vs int) (e int, err error) {
-				switch f, exact := alertsField.Match(body, ks, ke, escaped); {
-				case f == 0 && exact:
-					dup, found = found, true
-					e, err = jsonscan.LastWins(body, vs, &alertsErr, func() (end int, err error) {
-						l.alerts, n = l.alerts[:from], 0
-						switch body[vs] {
-						case 'n':
-							return jsonscan.SkipLiteral(body, vs, "null")
-						case '[':
-							end, n, err = s.alerts(body, vs, &l.alerts)
-							return end, err
-						}
-						return typeError(body, vs, "the alerts of a group")
-					})
-				case f == 0:
-					return vs, errSpelling
-				default:
-					e, err = jsonscan.SkipValue(body, vs)
+			ge, err := groupObject.Walk(body, gs, &s.groupW, func(field, vs int) (end int, err error) {
+				if field != groupAlerts {
+					return jsonscan.SkipValue(body, vs)
 				}
-				l.members = append(l.members, jsonscan.Span{KS: ks, KE: ke, VS: vs, VE: e, Escaped: escaped})
-				return e, err
+				l.alerts, n = l.alerts[:from], 0
+				switch body[vs] {
+				case 'n':
+					return jsonscan.SkipLiteral(body, vs, "null")
+				case '[':
+					end, n, err = s.alerts(body, vs, &l.alerts)
+					return end, err
+				}
+				return typeError(body, vs, "the alerts of a group")
 			})
 			switch {
 			case err != nil:
 				return ge, err
-			case alertsErr != nil:
-				return ge, alertsErr
-			case !found:
+			case !s.groupW.Found(groupAlerts):
 				return ge, errNoAlerts
-			case len(l.alerts) == from:
-				l.members = l.members[:mfrom]
-			default:
+			case len(l.alerts) > from:
+				mfrom := len(l.members)
+				l.members = append(l.members, s.groupW.Spans...)
 				l.groups = append(l.groups, group{raw: body[gs:ge], from: from, to: len(l.alerts),
-					mfrom: mfrom, mto: len(l.members), whole: n == len(l.alerts)-from && !dup})
+					mfrom: mfrom, mto: len(l.members), whole: n == len(l.alerts)-from && !s.groupW.Dup})
 			}
 			return ge, nil
 		})
@@ -516,11 +527,12 @@ func (l *AlertGroups) Refs() Refs {
 
 // Encode returns the answer, without the references v does not allow.
 func (l *AlertGroups) Encode(v Visible) ([]byte, error) {
+	c := &encoder{v: v}
 	whole := make([]bool, len(l.groups))
 	n := 2
 	for i, g := range l.groups {
 		as := l.alerts[g.from:g.to]
-		whole[i] = g.whole && !slices.ContainsFunc(as, func(a alert) bool { return a.hides(v) })
+		whole[i] = g.whole && !slices.ContainsFunc(as, func(a alert) bool { return a.anew(v) })
 		if whole[i] {
 			n += len(g.raw) + 1
 			continue
@@ -554,7 +566,7 @@ func (l *AlertGroups) Encode(v Visible) ([]byte, error) {
 			out = append(out, ',')
 		}
 		out = append(out, `"alerts":`...)
-		if out, err = encodeAlerts(out, l.alerts[g.from:g.to], v); err != nil {
+		if out, err = c.encodeAlerts(out, l.alerts[g.from:g.to]); err != nil {
 			return nil, err
 		}
 		out = append(out, '}')

@@ -29,6 +29,8 @@ type fakeAM struct {
 	bodies []string // request bodies, by request
 	gzip   bool     // compress answers
 	header []http.Header
+	// answers replace the canned answers, by "METHOD path" (status 200)
+	answers map[string]string
 }
 
 func (f *fakeAM) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -53,6 +55,9 @@ func (f *fakeAM) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (f *fakeAM) answer(method, path string) (int, string) {
+	if a, ok := f.answers[method+" "+path]; ok {
+		return 200, a
+	}
 	alerts := "[" + gettableAlert("fa", map[string]string{"alertname": "X", "team": "a"}, []string{silA, silB}, nil) + "," +
 		gettableAlert("fb", map[string]string{"alertname": "X", "team": "b"}, []string{silB}, nil) + "]"
 	silences := "[" + silenceJSON(silA, `{"name":"team","value":"a","isRegex":false,"isEqual":true}`) + "," +
@@ -132,6 +137,7 @@ func TestHandle(t *testing.T) {
 		contentType string
 		body        string
 		gzip        bool
+		answers     map[string]string // upstream answers replaced
 
 		wantStatus   int
 		wantBody     string   // exact, when set
@@ -169,6 +175,34 @@ func TestHandle(t *testing.T) {
 		{name: "regex policy: no upstream filter", policy: []string{`{team=~"a|c"}`}, method: "GET", target: "/api/v2/alerts",
 			wantStatus: 200, wantContains: []string{`"fingerprint":"fa"`}, wantAbsent: []string{`"fb"`},
 			wantUpstream: []string{"GET /api/v2/alerts", "GET /api/v2/silences"}},
+		// Keys clients read otherwise (JavaScript, Python: exactly; Go:
+		// without regard to case, merging repeats) are refused, or given
+		// once.
+		{name: "alert labels spelt otherwise refused", method: "GET", target: "/api/v2/alerts",
+			answers:    map[string]string{"GET /api/v2/alerts": `[{"labels":{"team":"b"},"Labels":{"team":"a"}}]`},
+			wantStatus: 502, wantBody: `"unexpected answer from Alertmanager"`,
+			wantUpstream: []string{"GET /api/v2/alerts?filter=team%3D%22a%22"}},
+		{name: "group receiver spelt otherwise refused", method: "GET", target: "/api/v2/alerts/groups",
+			answers:    map[string]string{"GET /api/v2/alerts/groups": `[{"alerts":[{"labels":{"team":"a"}}],"Receiver":{"name":"team-b"},"receiver":{"name":"team-a"}}]`},
+			wantStatus: 502, wantBody: `"unexpected answer from Alertmanager"`,
+			wantUpstream: []string{"GET /api/v2/alerts/groups?filter=team%3D%22a%22"}},
+		{name: "alert labels given twice: the last decides", method: "GET", target: "/api/v2/alerts/groups",
+			answers:    map[string]string{"GET /api/v2/alerts/groups": `[{"alerts":[{"labels":{"team":"b"},"labels":{"team":"a"}},{"labels":{"team":"a"},"labels":{"team":"b"}}],"receiver":{"name":"r"}}]`},
+			wantStatus: 200, wantBody: `[{"receiver":{"name":"r"},"alerts":[{"labels":{"team":"a"}}]}]`,
+			wantUpstream: []string{"GET /api/v2/alerts/groups?filter=team%3D%22a%22"}},
+		{name: "silence matchers spelt otherwise refused", method: "GET", target: "/api/v2/silence/" + silA,
+			answers: map[string]string{"GET /api/v2/silence/" + silA: `{"id":"` + silA + `","matchers":[{"name":"team","value":"b","isRegex":false}],` +
+				`"Matchers":[{"name":"team","value":"a","isRegex":false}],"status":{"state":"active"},` + validTimes + `}`},
+			wantStatus: 502, wantBody: `"unexpected answer from Alertmanager"`, wantUpstream: []string{"GET /api/v2/silence/" + silA}},
+		{name: "silence matchers given twice: the last, once", method: "GET", target: "/api/v2/silence/" + silA,
+			answers: map[string]string{"GET /api/v2/silence/" + silA: `{"id":"` + silA + `","matchers":[{"name":"team","value":"b","isRegex":false}],` +
+				`"matchers":[{"name":"team","value":"a","isRegex":false}]}`},
+			wantStatus: 200, wantBody: `{"id":"` + silA + `","matchers":[{"isRegex":false,"name":"team","value":"a"}]}`,
+			wantUpstream: []string{"GET /api/v2/silence/" + silA}},
+		{name: "silences with matchers spelt otherwise refused", method: "GET", target: "/api/v2/silences",
+			answers: map[string]string{"GET /api/v2/silences": `[{"id":"` + silA + `","matchers":[{"name":"team","value":"b","isRegex":false}],` +
+				`"Matchers":[{"name":"team","value":"a","isRegex":false}]}]`},
+			wantStatus: 502, wantBody: `"unexpected answer from Alertmanager"`, wantUpstream: []string{"GET /api/v2/silences"}},
 		{name: "bad filter never reaches Alertmanager", method: "GET", target: "/api/v2/alerts?filter=foo",
 			wantStatus: 400, wantBody: `"bad matcher format: foo"`},
 		{name: "bad receiver regex never reaches Alertmanager", method: "GET", target: "/api/v2/alerts/groups?receiver=(",
@@ -247,7 +281,7 @@ func TestHandle(t *testing.T) {
 			wantBody: `[]`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			up := &fakeAM{gzip: tc.gzip}
+			up := &fakeAM{gzip: tc.gzip, answers: tc.answers}
 			a := New(up, tc.opts)
 			var body io.Reader
 			if tc.body != "" {

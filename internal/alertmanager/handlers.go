@@ -218,10 +218,11 @@ func (a *API) ownedSilence(ctx context.Context, e *Enforcer, id string) (*answer
 	}
 	switch ans.status {
 	case http.StatusOK:
-		owned, err := e.OwnsSilence(ans.body)
+		body, owned, err := e.OwnsSilence(ans.body)
 		if err != nil {
 			return nil, false, a.unreadable(p, err)
 		}
+		ans.body = body // each decided key once, as it was decided on
 		return ans, owned, nil
 	case http.StatusNotFound:
 		return ans, false, nil

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/promgate/promgate/internal/apierror"
+	"github.com/promgate/promgate/internal/jsonscan"
 )
 
 // Matcher is one matcher of a silence, as Alertmanager's API v2 writes it.
@@ -193,18 +194,79 @@ func (e *Enforcer) ownsSilence(s gettableSilence) bool {
 	return e.Owns(ms)
 }
 
-// OwnsSilence decodes one silence of GET /api/v2/silence/ID and reports
-// whether it is the tenant's.
-func (e *Enforcer) OwnsSilence(body []byte) (bool, error) {
+// The keys of a silence Alertmanager returns that ownership is decided on.
+// encoding/json reads them without regard to case, and decodes a list of
+// matchers given twice into the elements of the first (merging them);
+// clients matching keys exactly read the last list. So a key spelt
+// otherwise refuses the answer (jsonscan.ErrSpelling), and a silence with a
+// key given twice is written anew, each key once (the last), before it is
+// decided on.
+var (
+	silenceObject = jsonscan.NewObject("id", "matchers")
+	matcherObject = jsonscan.NewObject("name", "value", "isRegex", "isEqual")
+)
+
+// readSilence decodes the silence raw, and returns it as it goes out: as
+// it came, or written anew when a decided key is given twice.
+func readSilence(raw []byte) ([]byte, gettableSilence, error) {
 	var s gettableSilence
-	if err := json.Unmarshal(body, &s); err != nil {
-		return false, err
+	raw, err := onceEach(raw)
+	if err == nil {
+		err = json.Unmarshal(raw, &s)
 	}
-	return e.ownsSilence(s), nil
+	return raw, s, err
+}
+
+// onceEach returns the silence raw with each decided key once.
+func onceEach(raw []byte) ([]byte, error) {
+	vs := jsonscan.SkipSpace(raw, 0)
+	if vs >= len(raw) || raw[vs] != '{' {
+		return raw, nil // not an object: for encoding/json to refuse
+	}
+	var sw, mw jsonscan.Walk
+	dup := false
+	skip := func(_, vs int) (int, error) { return jsonscan.SkipValue(raw, vs) }
+	_, err := silenceObject.Walk(raw, vs, &sw, func(field, vs int) (int, error) {
+		if field != 1 || raw[vs] != '[' {
+			return jsonscan.SkipValue(raw, vs)
+		}
+		return jsonscan.WalkArray(raw, vs, func(ms int) (int, error) {
+			if raw[ms] != '{' {
+				return jsonscan.SkipValue(raw, ms)
+			}
+			e, err := matcherObject.Walk(raw, ms, &mw, skip)
+			dup = dup || mw.Dup
+			return e, err
+		})
+	})
+	if err != nil || !sw.Dup && !dup {
+		return raw, err
+	}
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return nil, err
+	}
+	var ms []map[string]json.RawMessage
+	if err := json.Unmarshal(m["matchers"], &ms); err == nil && ms != nil {
+		m["matchers"], _ = json.Marshal(ms)
+	}
+	return json.Marshal(m)
+}
+
+// OwnsSilence decodes one silence of GET /api/v2/silence/ID and reports
+// whether it is the tenant's, and returns it as it goes out (see
+// readSilence).
+func (e *Enforcer) OwnsSilence(body []byte) ([]byte, bool, error) {
+	body, s, err := readSilence(body)
+	if err != nil {
+		return nil, false, err
+	}
+	return body, e.ownsSilence(s), nil
 }
 
 // FilterSilences keeps the tenant's silences of a GET /api/v2/silences
-// answer. The silences kept are copied byte for byte.
+// answer. The silences kept are copied byte for byte, but those with a
+// decided key given twice (see readSilence).
 func (e *Enforcer) FilterSilences(body []byte) ([]byte, error) {
 	var items []json.RawMessage
 	if err := json.Unmarshal(body, &items); err != nil {
@@ -212,8 +274,8 @@ func (e *Enforcer) FilterSilences(body []byte) ([]byte, error) {
 	}
 	kept := items[:0]
 	for _, raw := range items {
-		var s gettableSilence
-		if err := json.Unmarshal(raw, &s); err != nil {
+		raw, s, err := readSilence(raw)
+		if err != nil {
 			return nil, err
 		}
 		if e.ownsSilence(s) {
@@ -226,12 +288,16 @@ func (e *Enforcer) FilterSilences(body []byte) ([]byte, error) {
 // OwnedSilenceIDs returns the IDs of the tenant's silences in a GET
 // /api/v2/silences answer.
 func (e *Enforcer) OwnedSilenceIDs(body []byte) (map[string]bool, error) {
-	var items []gettableSilence
+	var items []json.RawMessage
 	if err := json.Unmarshal(body, &items); err != nil {
 		return nil, err
 	}
 	ids := map[string]bool{}
-	for _, s := range items {
+	for _, raw := range items {
+		_, s, err := readSilence(raw)
+		if err != nil {
+			return nil, err
+		}
 		if e.ownsSilence(s) {
 			ids[s.ID] = true
 		}

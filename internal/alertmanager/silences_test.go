@@ -3,11 +3,14 @@ package alertmanager
 import (
 	"encoding/json"
 	"errors"
+	"maps"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/promgate/promgate/internal/apierror"
+	"github.com/promgate/promgate/internal/jsonscan"
 )
 
 const (
@@ -174,4 +177,89 @@ func TestSilenceID(t *testing.T) {
 			t.Errorf("%s: error %#v, want Alertmanager's 422", tc.path, err)
 		}
 	}
+}
+
+// TestSilencesAmbiguousKeys: a silence whose decided keys (its ID, its
+// matchers, a matcher's name, value, isRegex and isEqual) are given twice
+// or spelt otherwise must not reach a client that reads other matchers
+// than the ones ownership was decided on: spelt otherwise, the answer is
+// refused; given twice, the last decides and the silence is written anew
+// with each key once.
+func TestSilencesAmbiguousKeys(t *testing.T) {
+	const (
+		eqA  = `{"name":"team","value":"a","isRegex":false,"isEqual":true}`
+		eqB  = `{"name":"team","value":"b","isRegex":false,"isEqual":true}`
+		neqB = `{"name":"team","value":"b","isRegex":false,"isEqual":false}`
+		rest = `"status":{"state":"active"},` + validTimes
+	)
+	for _, tc := range []struct {
+		name string
+		body string
+		want []string // IDs kept, or nil: refused
+	}{
+		{name: "Matchers", body: `[{"id":"s1","matchers":[` + eqB + `],"Matchers":[` + eqA + `],` + rest + `}]`},
+		{name: "MATCHERS first", body: `[{"id":"s1","MATCHERS":[` + eqB + `],"matchers":[` + eqA + `],` + rest + `}]`},
+		{name: "ID", body: `[{"id":"s1","ID":"s2","matchers":[` + eqA + `],` + rest + `}]`},
+		{name: "Name in a matcher", body: `[{"id":"s1","matchers":[{"name":"team","Name":"x","value":"a","isRegex":false}],` + rest + `}]`},
+		{name: "IsEqual in a matcher", body: `[{"id":"s1","matchers":[{"name":"team","value":"b","isRegex":false,"isEqual":false,"IsEqual":true}],` + rest + `}]`},
+		{name: "another tenant's silence spelt otherwise", body: `[{"id":"s1","matchers":[` + eqA + `],` + rest + `},{"id":"s2","Matchers":[` + eqB + `]}]`},
+		{name: "matchers twice: the last", body: `[{"id":"s1","matchers":[` + eqB + `],"matchers":[` + eqA + `],` + rest + `}]`, want: []string{"s1"}},
+		{name: "matchers twice: the last is another's", body: `[{"id":"s1","matchers":[` + eqA + `],"matchers":[` + eqB + `],` + rest + `}]`, want: []string{}},
+		// encoding/json decodes the second list into the elements of
+		// the first: isEqual false would stay.
+		{name: "matchers twice: not merged", body: `[{"id":"s1","matchers":[` + neqB + `],"matchers":[{"name":"team","value":"a","isRegex":false}],` + rest + `}]`, want: []string{"s1"}},
+		{name: "id twice", body: `[{"id":"s2","id":"s1","matchers":[` + eqA + `],` + rest + `}]`, want: []string{"s1"}},
+		{name: "value twice in a matcher", body: `[{"id":"s1","matchers":[{"name":"team","value":"b","value":"a","isRegex":false}],` + rest + `}]`, want: []string{"s1"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := policy(t, `{team="a"}`)
+			out, err := e.FilterSilences([]byte(tc.body))
+			owned, oerr := e.OwnedSilenceIDs([]byte(tc.body))
+			if tc.want == nil {
+				if !errors.Is(err, jsonscan.ErrSpelling) || !errors.Is(oerr, jsonscan.ErrSpelling) {
+					t.Fatalf("errors %v, %v; answer %s, IDs %v; want %v", err, oerr, out, owned, jsonscan.ErrSpelling)
+				}
+				return
+			}
+			if err != nil || oerr != nil {
+				t.Fatal(err, oerr)
+			}
+			var list []json.RawMessage
+			if err := json.Unmarshal(out, &list); err != nil {
+				t.Fatalf("%s: %v", out, err)
+			}
+			ids := []string{}
+			for _, raw := range list {
+				s := readOnce(t, raw, "id", "matchers")
+				var id string
+				_ = json.Unmarshal(s["id"], &id)
+				ids = append(ids, id)
+				var ms []json.RawMessage
+				_ = json.Unmarshal(s["matchers"], &ms)
+				for _, m := range ms {
+					readOnce(t, m, "name", "value", "isRegex", "isEqual")
+				}
+				// What a client matching keys exactly reads is the
+				// tenant's.
+				var ems []Matcher
+				if err := json.Unmarshal(s["matchers"], &ems); err != nil || !e.ownsSilence(gettableSilence{ID: id, Matchers: ems}) {
+					t.Errorf("%s: a client reads matchers %s", out, s["matchers"])
+				}
+			}
+			if !slices.Equal(ids, tc.want) {
+				t.Errorf("kept %v (%s), want %v", ids, out, tc.want)
+			}
+			if !maps.Equal(owned, setOf(tc.want...)) {
+				t.Errorf("OwnedSilenceIDs %v, want %v", owned, tc.want)
+			}
+		})
+	}
+}
+
+func setOf(xs ...string) map[string]bool {
+	m := map[string]bool{}
+	for _, x := range xs {
+		m[x] = true
+	}
+	return m
 }

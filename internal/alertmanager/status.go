@@ -3,6 +3,8 @@ package alertmanager
 import (
 	"encoding/json"
 	"fmt"
+
+	"github.com/promgate/promgate/internal/jsonscan"
 )
 
 // RedactStatus returns what a tenant sees of GET /api/v2/status:
@@ -80,6 +82,11 @@ func StatusConfig(body []byte) (string, error) {
 	return *s.Config.Original, nil
 }
 
+// receiverObject is a receiver of GET /api/v2/receivers, by the key it
+// is kept on: spelt otherwise, refused (jsonscan.ErrSpelling); given twice,
+// the last, written once, as clients matching keys exactly read it.
+var receiverObject = jsonscan.NewObject("name")
+
 // FilterReceivers keeps the receivers of a GET /api/v2/receivers answer
 // that keep names.
 func FilterReceivers(body []byte, keep map[string]bool) ([]byte, error) {
@@ -88,7 +95,19 @@ func FilterReceivers(body []byte, keep map[string]bool) ([]byte, error) {
 		return nil, err
 	}
 	kept := items[:0]
+	var w jsonscan.Walk
 	for _, raw := range items {
+		if raw[0] == '{' {
+			_, err := receiverObject.Walk(raw, 0, &w, func(_, vs int) (int, error) { return jsonscan.SkipValue(raw, vs) })
+			if err != nil {
+				return nil, err
+			}
+			if w.Dup {
+				if raw, err = jsonscan.WriteObject(nil, raw, w.Spans, nil, nil); err != nil {
+					return nil, err
+				}
+			}
+		}
 		var r struct {
 			Name string `json:"name"`
 		}

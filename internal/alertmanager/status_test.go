@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/promgate/promgate/internal/jsonscan"
 )
 
 // amConfig is a configuration as Alertmanager 0.25 prints it in
@@ -161,6 +163,29 @@ func TestFilterReceivers(t *testing.T) {
 	out, _ = FilterReceivers([]byte(`[{"name":"default"}]`), nil)
 	if string(out) != `[]` {
 		t.Errorf("got %s", out)
+	}
+}
+
+// TestFilterReceiversAmbiguousKeys: a receiver's name given twice is read
+// as clients matching keys exactly read it (the last) and written once;
+// spelt otherwise ("Name", which encoding/json reads), refused.
+func TestFilterReceiversAmbiguousKeys(t *testing.T) {
+	keep := map[string]bool{"team-a": true}
+	for _, tc := range []struct{ body, want string }{
+		{`[{"name":"team-b","name":"team-a"}]`, `[{"name":"team-a"}]`},
+		{`[{"name":"team-a","name":"team-b"}]`, `[]`},
+		{`[{"name":"team-b","Name":"team-a"}]`, "refused"},
+		{`[{"NAME":"team-b"},{"name":"team-a"}]`, "refused"},
+	} {
+		out, err := FilterReceivers([]byte(tc.body), keep)
+		switch {
+		case tc.want == "refused":
+			if !errors.Is(err, jsonscan.ErrSpelling) {
+				t.Errorf("%s: %s, %v; want %v", tc.body, out, err, jsonscan.ErrSpelling)
+			}
+		case err != nil || string(out) != tc.want:
+			t.Errorf("%s: %s, %v; want %s", tc.body, out, err, tc.want)
+		}
 	}
 }
 
