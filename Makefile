@@ -2,7 +2,7 @@ SHELL := /bin/bash
 GO ?= go
 FUZZTIME ?= 30s
 
-.PHONY: all build test unit e2e fuzz demo deps vet bench bench-quick soak clean
+.PHONY: all build test unit e2e e2e-oldest e2e-current upstreams fuzz demo deps vet bench bench-quick soak clean
 
 all: build
 
@@ -12,14 +12,30 @@ build:
 deps:
 	bash scripts/install-deps.sh
 
+# The current Prometheus and Alertmanager, built once from the Go module
+# proxy into ~/.cache/promgate (pinned in the script).
+upstreams:
+	bash scripts/build-upstreams.sh
+
 vet:
 	$(GO) vet ./...
 
 # Unit tests (with the committed fuzz corpus as seeds) and the end-to-end
-# suite against real Prometheus servers.
+# suite against real servers of both generations: Debian's Prometheus 2.42
+# and Alertmanager 0.25 (the oldest supported), then Prometheus 3.16 and
+# Alertmanager 0.28.1.
 test: deps vet
 	$(GO) test -count=1 ./internal/... ./cmd/...
+	$(MAKE) e2e
+
+e2e: e2e-oldest e2e-current
+
+e2e-oldest: deps
 	$(GO) test -count=1 -timeout 30m -v ./e2e/
+
+e2e-current: deps
+	dir=$$(bash scripts/build-upstreams.sh) && \
+	PROMGATE_UPSTREAMS_DIR=$$dir $(GO) test -count=1 -timeout 30m -v ./e2e/
 
 unit:
 	$(GO) test -short ./...
@@ -39,8 +55,10 @@ fuzz:
 		$(GO) test $${t%%:*} -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME); \
 	done
 
+# The demo runs the current generation (Prometheus 3.16, Alertmanager 0.28.1).
 demo: deps
-	$(GO) run ./tools/demo
+	dir=$$(bash scripts/build-upstreams.sh) && \
+	PROMGATE_UPSTREAMS_DIR=$$dir $(GO) run ./tools/demo
 
 # promgate's overhead against direct Prometheus and nginx on real servers,
 # printed as a table (SPEC section 9; tools/bench), after the measurement of

@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -14,16 +13,54 @@ import (
 	"github.com/promgate/promgate/internal/testenv"
 )
 
-// requireTool returns the path of an executable that the e2e tests need. A
-// missing tool fails the test: CI installs it, so its absence is a broken
+// requireTool returns the path of an executable that the e2e tests need:
+// for the servers (prometheus, promtool, prometheus-alertmanager, amtool),
+// those of the generation under test (testenv.UpstreamsDirEnv). A missing
+// tool fails the test: CI installs it, so its absence is a broken
 // environment, not a reason to skip.
 func requireTool(t testing.TB, name string) string {
 	t.Helper()
-	p, err := exec.LookPath(name)
+	p, err := testenv.Tool(name)
 	if err != nil {
-		t.Fatalf("e2e: %s not found in PATH (install the Debian package prometheus): %v", name, err)
+		t.Fatalf("e2e: %s not found (Debian's packages are installed by scripts/install-deps.sh, the current servers built by scripts/build-upstreams.sh): %v", name, err)
 	}
 	return p
+}
+
+// prometheusVersion is the version of the Prometheus under test.
+func prometheusVersion(t testing.TB) testenv.Version {
+	t.Helper()
+	v, err := testenv.VersionOf(requireTool(t, "prometheus"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// alertmanagerVersion is the version of the Alertmanager under test.
+func alertmanagerVersion(t testing.TB) testenv.Version {
+	t.Helper()
+	v, err := testenv.VersionOf(requireTool(t, "prometheus-alertmanager"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// onlyPrometheus2 skips a test that only makes sense on Prometheus 2.x.
+func onlyPrometheus2(t testing.TB, why string) {
+	t.Helper()
+	if v := prometheusVersion(t); v.Major >= 3 {
+		t.Skipf("Prometheus %s: %s", v, why)
+	}
+}
+
+// onlyPrometheus3 skips a test that only makes sense on Prometheus 3.x.
+func onlyPrometheus3(t testing.TB, why string) {
+	t.Helper()
+	if v := prometheusVersion(t); v.Major < 3 {
+		t.Skipf("Prometheus %s: %s", v, why)
+	}
 }
 
 // The data and the server processes are shared with tools/bench, tools/soak

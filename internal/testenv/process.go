@@ -222,7 +222,7 @@ func (p *Process) Stop() {
 // Backfill loads an OpenMetrics file into a new TSDB directory with
 // promtool.
 func Backfill(promtool, omFile, dataDir string) error {
-	cmd := exec.Command(promtool, "tsdb", "create-blocks-from", "openmetrics", omFile, dataDir)
+	cmd := exec.Command(resolve(promtool), "tsdb", "create-blocks-from", "openmetrics", omFile, dataDir)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("promtool backfill of %s: %v\n%s", omFile, err, out)
 	}
@@ -234,7 +234,7 @@ func Backfill(promtool, omFile, dataDir string) error {
 // The retention is long so that backfilled blocks, whose samples lie in
 // the past, are kept.
 func PrometheusArgs(bin, configFile, dataDir, addr string, flags ...string) []string {
-	return append([]string{bin,
+	return append([]string{resolve(bin),
 		"--config.file=" + configFile,
 		"--storage.tsdb.path=" + dataDir,
 		"--storage.tsdb.retention.time=100y",
@@ -246,7 +246,7 @@ func PrometheusArgs(bin, configFile, dataDir, addr string, flags ...string) []st
 // AlertmanagerArgs is the command line of a single Alertmanager (no
 // cluster) listening on addr, its state in storageDir.
 func AlertmanagerArgs(bin, configFile, storageDir, addr string, flags ...string) []string {
-	return append([]string{bin,
+	return append([]string{resolve(bin),
 		"--config.file=" + configFile,
 		"--storage.path=" + storageDir,
 		"--web.listen-address=" + addr,

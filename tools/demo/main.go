@@ -144,6 +144,10 @@ policies:
 	gateAddr := gate.Addr
 
 	at := strconv.Itoa(testenv.BaseTime)
+	amtool, err := testenv.Tool("amtool")
+	if err != nil {
+		amtool = "amtool"
+	}
 	g := "http://" + gateAddr
 	fmt.Printf(`
 promgate is running on %[1]s in front of Prometheus on http://%[2]s
@@ -160,8 +164,8 @@ The data ends at %[4]s (unix time), so queries pass time=%[4]s.
   # Alertmanager: each sees only their alerts and silences
   curl -s -u alice:alice-password '%[1]s/alertmanager/api/v2/alerts'
   printf 'basic_auth: {username: bob, password: bob-password}\n' > /tmp/amtool-bob.yml
-  amtool --alertmanager.url=%[1]s/alertmanager --http.config.file=/tmp/amtool-bob.yml alert query
-  amtool --alertmanager.url=%[1]s/alertmanager --http.config.file=/tmp/amtool-bob.yml silence add alertname=DiskFull -c 'looking' -d 1h
+  %[6]s --alertmanager.url=%[1]s/alertmanager --http.config.file=/tmp/amtool-bob.yml alert query
+  %[6]s --alertmanager.url=%[1]s/alertmanager --http.config.file=/tmp/amtool-bob.yml silence add alertname=DiskFull -c 'looking' -d 1h
   # what promgate made of the query, and who you are
   curl -s -u bob:bob-password '%[1]s/-/whoami'
   # refused: no credentials, another tenant's admin API, a broken query
@@ -170,7 +174,7 @@ The data ends at %[4]s (unix time), so queries pass time=%[4]s.
   curl -s -u alice:alice-password '%[1]s/api/v1/query?query=sum('
 
 Press Ctrl-C to stop.
-`, g, promAddr, cfgFile, at, amAddr)
+`, g, promAddr, cfgFile, at, amAddr, amtool)
 
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer cancel()

@@ -26,6 +26,8 @@ import (
 	"strconv"
 	"syscall"
 	"time"
+
+	"github.com/promgate/promgate/internal/testenv"
 )
 
 func main() {
@@ -63,7 +65,7 @@ type options struct {
 
 func run(ctx context.Context, o options) error {
 	for _, tool := range []string{"prometheus", "promtool", "prometheus-alertmanager"} {
-		if _, err := exec.LookPath(tool); err != nil {
+		if _, err := testenv.Tool(tool); err != nil {
 			return fmt.Errorf("%s not found: run make deps (scripts/install-deps.sh)", tool)
 		}
 	}
