@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -382,9 +383,16 @@ func (s *soaker) sample(name string) (sample, error) {
 	defer s.pause.Unlock()
 	c := newClient()
 	defer c.close()
-	// The internal listener's heap profile collects garbage first.
-	if r := c.get(s.e.internal+"/debug/pprof/heap?gc=1", ""); r.code != http.StatusOK {
-		return sample{}, fmt.Errorf("promgate's heap profile: %d %v", r.code, r.err)
+	// The internal listener's heap profile collects garbage first; twice,
+	// so that what sync.Pools kept over the first collection goes too.
+	// The second profile is kept in the working directory (-keep) for
+	// go tool pprof -base.
+	for range 2 {
+		r := c.get(s.e.internal+"/debug/pprof/heap?gc=1", "")
+		if r.code != http.StatusOK {
+			return sample{}, fmt.Errorf("promgate's heap profile: %d %v", r.code, r.err)
+		}
+		_ = os.WriteFile(filepath.Join(s.e.dir, "heap-"+name+".pb.gz"), r.body, 0o644)
 	}
 	time.Sleep(time.Second)
 	smp := sample{name: name}
