@@ -275,7 +275,7 @@ func (s *soaker) restartsAndSamples(ctx context.Context, rep *report) error {
 			if err != nil {
 				return err
 			}
-			fmt.Printf("soak: %-6s after %-6s rss %.1f MiB, heap %.1f MiB, %d goroutines, %d open files (%d idle upstream connections)\n", name,
+			fmt.Printf("soak: %-6s after %-6s rss %.1f MiB, live heap %.1f MiB, %d goroutines, %d open files (%d idle upstream connections)\n", name,
 				time.Since(begin).Round(time.Second), float64(smp.rss)/(1<<20), float64(smp.heap)/(1<<20), smp.goroutines, smp.fds, smp.idleUpstream)
 			rep.samples = append(rep.samples, smp)
 		}
@@ -414,7 +414,7 @@ func (s *soaker) sample(name string) (sample, error) {
 		return smp, fmt.Errorf("no go_goroutines on promgate's /metrics")
 	}
 	smp.goroutines, smp.goroutineSource = int(g), "go_goroutines"
-	smp.heap = int64(m["go_memstats_heap_inuse_bytes"])
+	smp.heap = int64(m["go_memstats_heap_alloc_bytes"])
 	smp.idleUpstream = int(m["promgate_upstream_idle_connections"])
 	return smp, nil
 }
