@@ -40,6 +40,7 @@ type API struct {
 	up      Upstream
 	maxBody int64
 	opts    Options
+	caps    capabilities
 }
 
 // New returns an API in front of up.
@@ -61,8 +62,13 @@ type route struct {
 var (
 	getPost = []string{http.MethodGet, http.MethodPost}
 
-	queryParams    = params{single: []string{"query", "time", "timeout", "stats", "limit", "lookback_delta"}}
-	rangeParams    = params{single: []string{"query", "start", "end", "step", "timeout", "stats", "limit", "lookback_delta"}}
+	// stats and cost (3.16, query-cost) count what the rewritten query
+	// reads: only the tenant's series. max_series, max_samples_read and
+	// max_query_duration (query-cost) can only lower the operator's limits.
+	queryParams = params{single: []string{"query", "time", "timeout", "stats", "limit", "lookback_delta",
+		"cost", "max_series", "max_samples_read", "max_query_duration"}}
+	rangeParams = params{single: []string{"query", "start", "end", "step", "timeout", "stats", "limit", "lookback_delta",
+		"cost", "max_series", "max_samples_read", "max_query_duration"}}
 	exemplarParams = params{single: []string{"query", "start", "end"}}
 	matchParams    = params{single: []string{"start", "end", "limit"}, repeatable: []string{"match[]"}}
 	formatParams   = params{single: []string{"query"}}

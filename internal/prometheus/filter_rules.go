@@ -277,6 +277,9 @@ func (a *API) rules(w http.ResponseWriter, r *http.Request, path string, p param
 	if err != nil {
 		return err
 	}
+	if err := a.narrowRules(r, vs, enf); err != nil {
+		return err
+	}
 	allow := a.alertAllow(r, enf)
 	return a.filtered(w, r, path, vs, func(out, b []byte) ([]byte, int, error) {
 		return filterRulesData(out, b, allow, page)
