@@ -141,7 +141,7 @@ func (s *amStack) amtool(t *testing.T, user string, args ...string) (string, err
 		"--http.config.file=" + filepath.Join(s.dir, "amtool-"+user+".yml"),
 		"--timeout=20s",
 	}, args...)
-	cmd := exec.Command("amtool", full...)
+	cmd := exec.Command(requireTool(t, "amtool"), full...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()
