@@ -141,7 +141,7 @@ func (s *amStack) amtool(t *testing.T, user string, args ...string) (string, err
 		"--http.config.file=" + filepath.Join(s.dir, "amtool-"+user+".yml"),
 		"--timeout=20s",
 	}, args...)
-	cmd := exec.Command("amtool", full...)
+	cmd := exec.Command(requireTool(t, "amtool"), full...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()
@@ -376,8 +376,10 @@ func TestAlertmanagerAmtool(t *testing.T) {
 			t.Errorf("amtool alert query %v as %s: %v, want %v", tc.args, tc.user, got, tc.want)
 		}
 	}
-	// The invalid filter gets Alertmanager's own message.
-	if out, err := s.amtool(t, "alice", "alert", "query", `alertname=~"("`); err == nil || !strings.Contains(out, "400") {
+	// The invalid filter gets Alertmanager's own message. It is not the
+	// first argument: amtool 0.28 reads a first argument that its parser
+	// refuses as the name of an alert (alertname="alertname=~\"(\"").
+	if out, err := s.amtool(t, "alice", "alert", "query", "alertname=HighLatency", `instance=~"("`); err == nil || !strings.Contains(out, "400") || !strings.Contains(out, "error parsing regexp") {
 		t.Errorf("invalid filter: %v %s", err, out)
 	}
 
@@ -520,8 +522,20 @@ func TestAlertmanagerUIReplay(t *testing.T) {
 		}
 		Uptime string
 	}](t, "status", body)
-	if st.Config.Original == nil || *st.Config.Original != "" || st.VersionInfo.Version != "0.25.0" || st.Cluster.Status != "disabled" || st.Uptime == "" {
+	if st.Config.Original == nil || *st.Config.Original != "" || st.Cluster.Status != "disabled" || st.Uptime == "" {
 		t.Errorf("status as alice: %s", body)
+	}
+	// The build passes as Alertmanager gives it (a server built with go
+	// install has an empty version).
+	resp, err := http.Get(s.am.url + "/api/v2/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	direct, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	var gotInfo, wantInfo struct{ VersionInfo json.RawMessage }
+	if json.Unmarshal(body, &gotInfo) != nil || json.Unmarshal(direct, &wantInfo) != nil || string(gotInfo.VersionInfo) != string(wantInfo.VersionInfo) {
+		t.Errorf("versionInfo through promgate %s, Alertmanager's %s", gotInfo.VersionInfo, wantInfo.VersionInfo)
 	}
 	if strings.Contains(string(body), "team-b") {
 		t.Errorf("status leaks other teams' receivers: %s", body)
@@ -709,6 +723,15 @@ func TestAlertmanagerBadInput(t *testing.T) {
 	v1Refused := &amRequest{"GET", "/api/v1/alerts?filter=foo", "", ""}
 	pathRefused := &amRequest{"GET", "/api/v2/nope", "", ""}
 
+	// What differs from Alertmanager 0.27 on: API v1 is gone (410 with
+	// {"status":"deprecated","error"}), and filters are parsed by the UTF-8
+	// matcher parser first, whose message a bad filter gets.
+	var v1Deviation, filterWording string
+	if alertmanagerVersion(t).AtLeast(0, 27) {
+		v1Deviation = "Alertmanager 0.27+ has no API v1 and answers 410 {status: deprecated}; promgate refuses it with 403 in API v1's error shape"
+		filterWording = "promgate parses filters with Alertmanager's classic matcher parser (bad matcher format); 0.27+ reports the UTF-8 parser's error first"
+	}
+
 	for _, tc := range []struct {
 		name, method, path, body string
 		contentType              string
@@ -765,9 +788,9 @@ func TestAlertmanagerBadInput(t *testing.T) {
 		{name: "alerts not an array", method: "POST", path: "/api/v2/alerts", body: `{"labels":{}}`, wantStatus: 400,
 			wording: "the Go type named is promgate's ([]*alertmanager.PostableAlert), not Alertmanager's (models.PostableAlerts)"},
 		{name: "bad filter", method: "GET", path: "/api/v2/alerts?filter=foo", wantStatus: 400},
-		{name: "bad silences filter", method: "GET", path: "/api/v2/silences?filter=%7Bteam%3D%22a%22", wantStatus: 400},
-		{name: "API v1", method: "GET", path: "/api/v1/alerts", wantStatus: 403, wantBody: `"errorType":"forbidden"`, am: v1Refused},
-		{name: "API v1 silences", method: "POST", path: "/api/v1/silences", body: `{}`, wantStatus: 403, wantBody: `API v1 is not available`, am: v1Refused},
+		{name: "bad silences filter", method: "GET", path: "/api/v2/silences?filter=%7Bteam%3D%22a%22", wantStatus: 400, wording: filterWording},
+		{name: "API v1", method: "GET", path: "/api/v1/alerts", wantStatus: 403, wantBody: `"errorType":"forbidden"`, am: v1Refused, deviation: v1Deviation},
+		{name: "API v1 silences", method: "POST", path: "/api/v1/silences", body: `{}`, wantStatus: 403, wantBody: `API v1 is not available`, am: v1Refused, deviation: v1Deviation},
 		{name: "unknown v2 path", method: "GET", path: "/api/v2/alerts/nope", wantStatus: 403,
 			wantBody: `{"code":403,"message":"path /api/v2/alerts/nope is not available to restricted users"}`, am: &amRequest{"GET", "/api/v2/alerts/nope", "", ""}},
 		{name: "Alertmanager's metrics", method: "GET", path: "/metrics", wantStatus: 403, wantBody: `"code":403`, am: pathRefused},

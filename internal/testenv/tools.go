@@ -1,6 +1,7 @@
 package testenv
 
 import (
+	"debug/buildinfo"
 	"fmt"
 	"os"
 	"os/exec"
@@ -72,6 +73,8 @@ var (
 )
 
 // VersionOf runs bin --version (once per binary) and returns its version.
+// A server built with go install (scripts/build-upstreams.sh) prints an
+// empty version; its Go module version says it instead (moduleVersion).
 func VersionOf(bin string) (Version, error) {
 	versionsMu.Lock()
 	defer versionsMu.Unlock()
@@ -84,10 +87,46 @@ func VersionOf(bin string) (Version, error) {
 	}
 	m := versionRE.FindSubmatch(out)
 	if m == nil {
-		return Version{}, fmt.Errorf("%s --version: no version in %q", bin, out)
+		info, err := buildinfo.ReadFile(bin)
+		if err != nil {
+			return Version{}, fmt.Errorf("%s --version: no version in %q, and no build info: %v", bin, out, err)
+		}
+		v, ok := moduleVersion(info.Main.Path, info.Main.Version)
+		if !ok {
+			return Version{}, fmt.Errorf("%s --version: no version in %q, nor in its module %s@%s", bin, out, info.Main.Path, info.Main.Version)
+		}
+		versions[bin] = v
+		return v, nil
 	}
 	maj, _ := strconv.Atoi(string(m[1]))
 	min, _ := strconv.Atoi(string(m[2]))
 	versions[bin] = Version{maj, min}
 	return versions[bin], nil
+}
+
+var moduleVersionRE = regexp.MustCompile(`^v(\d+)\.(\d+)\.\d+`)
+
+// moduleVersion maps a server's Go module version to its release:
+// Prometheus' module is tagged v0.MMM.P for 3.MM.P (MMM >= 300) and v0.MM.P
+// for 2.MM.P; Alertmanager's module version is its release.
+func moduleVersion(path, version string) (Version, bool) {
+	m := moduleVersionRE.FindStringSubmatch(version)
+	if m == nil {
+		return Version{}, false
+	}
+	maj, _ := strconv.Atoi(m[1])
+	min, _ := strconv.Atoi(m[2])
+	switch path {
+	case "github.com/prometheus/prometheus":
+		if maj != 0 {
+			return Version{}, false
+		}
+		if min >= 300 {
+			return Version{3, min - 300}, true
+		}
+		return Version{2, min}, true
+	case "github.com/prometheus/alertmanager":
+		return Version{maj, min}, true
+	}
+	return Version{}, false
 }
