@@ -8,31 +8,41 @@ set -euo pipefail
 cache="${PROMGATE_CACHE:-$HOME/.cache/promgate}"
 
 PROMETHEUS_VERSION=v0.316.0   # Prometheus 3.16.0
+PROMETHEUS_RELEASE=3.16.0
 ALERTMANAGER_VERSION=v0.28.1  # its module embeds the UI; 0.35's does not
+ALERTMANAGER_RELEASE=0.28.1
+# Part of the cache key: a change to how the servers are built rebuilds them.
+BUILD=2
 
-build() { # name module/cmd version
-  local name=$1 pkg=$2 version=$3
-  local dir="$cache/bin/$name-$version"
+build() { # name module/cmd version release
+  local name=$1 pkg=$2 version=$3 release=$4
+  local dir="$cache/bin/$name-$version-b$BUILD"
   if [ -x "$dir/$name" ]; then
     return
   fi
   mkdir -p "$dir.tmp"
   echo "building $pkg@$version" >&2
-  GOBIN="$(cd "$dir.tmp" && pwd)" CGO_ENABLED=0 go install "$pkg@$version"
+  # go install sets no version: the servers would report "" in
+  # /api/v1/status/buildinfo and --version, which clients (and promgate)
+  # read.
+  local v=github.com/prometheus/common/version
+  GOBIN="$(cd "$dir.tmp" && pwd)" CGO_ENABLED=0 go install \
+    -ldflags "-X $v.Version=$release -X $v.Revision=$version -X $v.Branch=HEAD -X $v.BuildUser=promgate" \
+    "$pkg@$version"
   rm -rf "$dir"
   mv "$dir.tmp" "$dir"
 }
 
-build prometheus github.com/prometheus/prometheus/cmd/prometheus "$PROMETHEUS_VERSION"
-build promtool github.com/prometheus/prometheus/cmd/promtool "$PROMETHEUS_VERSION"
-build alertmanager github.com/prometheus/alertmanager/cmd/alertmanager "$ALERTMANAGER_VERSION"
-build amtool github.com/prometheus/alertmanager/cmd/amtool "$ALERTMANAGER_VERSION"
+build prometheus github.com/prometheus/prometheus/cmd/prometheus "$PROMETHEUS_VERSION" "$PROMETHEUS_RELEASE"
+build promtool github.com/prometheus/prometheus/cmd/promtool "$PROMETHEUS_VERSION" "$PROMETHEUS_RELEASE"
+build alertmanager github.com/prometheus/alertmanager/cmd/alertmanager "$ALERTMANAGER_VERSION" "$ALERTMANAGER_RELEASE"
+build amtool github.com/prometheus/alertmanager/cmd/amtool "$ALERTMANAGER_VERSION" "$ALERTMANAGER_RELEASE"
 
 # One directory with all four, for PATH-like use by the tests.
 out="$cache/current"
 mkdir -p "$out"
-ln -sf "$cache/bin/prometheus-$PROMETHEUS_VERSION/prometheus" "$out/prometheus"
-ln -sf "$cache/bin/promtool-$PROMETHEUS_VERSION/promtool" "$out/promtool"
-ln -sf "$cache/bin/alertmanager-$ALERTMANAGER_VERSION/alertmanager" "$out/alertmanager"
-ln -sf "$cache/bin/amtool-$ALERTMANAGER_VERSION/amtool" "$out/amtool"
+ln -sfn "$cache/bin/prometheus-$PROMETHEUS_VERSION-b$BUILD/prometheus" "$out/prometheus"
+ln -sfn "$cache/bin/promtool-$PROMETHEUS_VERSION-b$BUILD/promtool" "$out/promtool"
+ln -sfn "$cache/bin/alertmanager-$ALERTMANAGER_VERSION-b$BUILD/alertmanager" "$out/alertmanager"
+ln -sfn "$cache/bin/amtool-$ALERTMANAGER_VERSION-b$BUILD/amtool" "$out/amtool"
 echo "$out"
