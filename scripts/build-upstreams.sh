@@ -6,6 +6,11 @@
 #   PROMGATE_CACHE  cache root (default ~/.cache/promgate)
 set -euo pipefail
 cache="${PROMGATE_CACHE:-$HOME/.cache/promgate}"
+mkdir -p "$cache"
+# One build at a time: a second caller (CI starts one early, make test
+# asks again) waits and then finds everything built.
+exec 9>"$cache/.build-upstreams.lock"
+flock 9
 
 PROMETHEUS_VERSION=v0.316.0   # Prometheus 3.16.0
 PROMETHEUS_RELEASE=3.16.0
