@@ -28,6 +28,11 @@
 //     expressed as one expression; the rewrite returns one expression per
 //     selector and the caller merges the matrices.
 //
+//   - info() joins info series the query never selects; it is enforced
+//     when the policy shows all or none of them, else refused (info.go).
+//     limitk keeps series in the order its operand yields them, which a
+//     union changes: refused over a union.
+//
 // Terms that cannot match (a conflicting equality, `__name__="x"` against
 // `__name__!="x"`) are pruned. When every term is pruned, one contradictory
 // term is kept: it selects nothing, so the answer is empty, never wider.
@@ -97,8 +102,11 @@ func New(selectors [][]*labels.Matcher) (*Enforcer, error) {
 }
 
 // New returns an Enforcer for a policy of one or more selectors, parsing
-// queries as the upstream of l does.
+// queries as the upstream of l does; a nil Language has no features.
 func (l *Language) New(selectors [][]*labels.Matcher) (*Enforcer, error) {
+	if l == nil {
+		l = defaultLanguage
+	}
 	if len(selectors) == 0 {
 		return nil, errors.New("a policy needs at least one selector")
 	}
