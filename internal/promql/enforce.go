@@ -27,11 +27,10 @@
 //   - A top-level range selector (an instant query for foo[5m]) cannot be
 //     expressed as one expression; the rewrite returns one expression per
 //     selector and the caller merges the matrices.
-//
 //   - info() joins info series the query never selects; it is enforced
 //     when the policy shows all or none of them, else refused (info.go).
-//     limitk keeps series in the order its operand yields them, which a
-//     union changes: refused over a union.
+//   - limitk keeps series in the order its operand yields them, which a
+//     union changes: it is refused over a union.
 //
 // Terms that cannot match (a conflicting equality, `__name__="x"` against
 // `__name__!="x"`) are pruned. When every term is pruned, one contradictory
