@@ -135,7 +135,37 @@ var prometheus3Features = []string{
 // cannot enforce them exactly under that policy (a 400 saying why), with the
 // reason. Such a refusal is not a difference; a refusal not listed is one,
 // and so is a listed pair that is answered. Keyed like knownDifferences.
-var expectedRefusals = map[string]string{}
+var expectedRefusals = map[string]string{
+	// info() joins target_info (or the info metrics it names) by job and
+	// instance; these policies show some series of those names and not
+	// others, and a policy matcher put in info()'s second argument would
+	// change the labels it adds. p3 (shows every such series) and p4 (none)
+	// are enforced.
+	"p1 info(up)": refusedInfo,
+	"p2 info(up)": refusedInfo,
+	"p5 info(up)": refusedInfo,
+	"p6 info(up)": refusedInfo,
+	`p1 info(up{job="node"}, {__name__="node_cpu_seconds_total", cpu="0", mode="idle"})`: refusedInfo,
+	`p2 info(up{job="node"}, {__name__="node_cpu_seconds_total", cpu="0", mode="idle"})`: refusedInfo,
+	`p5 info(up{job="node"}, {__name__="node_cpu_seconds_total", cpu="0", mode="idle"})`: refusedInfo,
+	`p6 info(up{job="node"}, {__name__="node_cpu_seconds_total", cpu="0", mode="idle"})`: refusedInfo,
+	`p1 info(http_requests_total{code="500"}, {__name__=~"up|node_load1", job="api"})`:   refusedInfo,
+	`p2 info(http_requests_total{code="500"}, {__name__=~"up|node_load1", job="api"})`:   refusedInfo,
+	`p5 info(http_requests_total{code="500"}, {__name__=~"up|node_load1", job="api"})`:   refusedInfo,
+	`p6 info(http_requests_total{code="500"}, {__name__=~"up|node_load1", job="api"})`:   refusedInfo,
+	// limitk keeps the first k series in the order its operand yields
+	// them; where the operand's selector becomes a union of several
+	// policy selectors, that order is not the storage's.
+	"p2 limitk by (team) (1, node_load1)":                     refusedLimitk,
+	"p6 limitk by (team) (1, node_load1)":                     refusedLimitk,
+	"p6 limitk(2, foo_a)":                                     refusedLimitk,
+	`p6 limitk(3, rate(http_requests_total{code="500"}[5m]))`: refusedLimitk,
+}
+
+const (
+	refusedInfo   = "info() over info series the policy shows only in part"
+	refusedLimitk = "limitk over a union of the policy's selectors"
+)
 
 // refusalText is what promgate's refusal of an unenforceable construct says.
 const refusalText = "cannot be enforced exactly under this policy"
