@@ -23,6 +23,8 @@ import (
 	"time"
 
 	"github.com/prometheus/prometheus/promql/parser"
+
+	"github.com/promgate/promgate/internal/testenv"
 	"go.yaml.in/yaml/v3"
 	"golang.org/x/crypto/bcrypt"
 )
@@ -117,6 +119,57 @@ var knownDifferences = map[string]string{
 	"* foo_a{x=~\"(\"}": "regexp error wording of Prometheus 2.x (anchored) differs from promgate's parser; the range query also lacks the prefix",
 }
 
+// prometheus3Features are the --enable-feature values the Prometheus 3
+// servers of the oracle test run with, and promgate is told of: every
+// PromQL feature of 3.16, so that the corpus' Prometheus 3 section proves
+// each construct enforced with the semantics the features give it.
+var prometheus3Features = []string{
+	"promql-experimental-functions",
+	"promql-binop-fill-modifiers",
+	"promql-unquoted-utf8-names",
+	"promql-delayed-name-removal",
+	"type-and-unit-labels",
+}
+
+// expectedRefusals are the (policy, query) pairs promgate refuses because it
+// cannot enforce them exactly under that policy (a 400 saying why), with the
+// reason. Such a refusal is not a difference; a refusal not listed is one,
+// and so is a listed pair that is answered. Keyed like knownDifferences.
+var expectedRefusals = map[string]string{
+	// info() joins target_info (or the info metrics it names) by job and
+	// instance; these policies show some series of those names and not
+	// others, and a policy matcher put in info()'s second argument would
+	// change the labels it adds. p3 (shows every such series) and p4 (none)
+	// are enforced.
+	"p1 info(up)": refusedInfo,
+	"p2 info(up)": refusedInfo,
+	"p5 info(up)": refusedInfo,
+	"p6 info(up)": refusedInfo,
+	`p1 info(up{job="node"}, {__name__="node_cpu_seconds_total", cpu="0", mode="idle"})`: refusedInfo,
+	`p2 info(up{job="node"}, {__name__="node_cpu_seconds_total", cpu="0", mode="idle"})`: refusedInfo,
+	`p5 info(up{job="node"}, {__name__="node_cpu_seconds_total", cpu="0", mode="idle"})`: refusedInfo,
+	`p6 info(up{job="node"}, {__name__="node_cpu_seconds_total", cpu="0", mode="idle"})`: refusedInfo,
+	`p1 info(http_requests_total{code="500"}, {__name__=~"up|node_load1", job="api"})`:   refusedInfo,
+	`p2 info(http_requests_total{code="500"}, {__name__=~"up|node_load1", job="api"})`:   refusedInfo,
+	`p5 info(http_requests_total{code="500"}, {__name__=~"up|node_load1", job="api"})`:   refusedInfo,
+	`p6 info(http_requests_total{code="500"}, {__name__=~"up|node_load1", job="api"})`:   refusedInfo,
+	// limitk keeps the first k series in the order its operand yields
+	// them; where the operand's selector becomes a union of several
+	// policy selectors, that order is not the storage's.
+	"p2 limitk by (team) (1, node_load1)":                     refusedLimitk,
+	"p6 limitk by (team) (1, node_load1)":                     refusedLimitk,
+	"p6 limitk(2, foo_a)":                                     refusedLimitk,
+	`p6 limitk(3, rate(http_requests_total{code="500"}[5m]))`: refusedLimitk,
+}
+
+const (
+	refusedInfo   = "info() over info series the policy shows only in part"
+	refusedLimitk = "limitk over a union of the policy's selectors"
+)
+
+// refusalText is what promgate's refusal of an unenforceable construct says.
+const refusalText = "cannot be enforced exactly under this policy"
+
 const rangeParsePrefix = `promgate prefixes a range query's parse error with "invalid parameter \"query\": ", Prometheus 2.x does not`
 
 // Evaluation times of the corpus: instant queries at three times, range
@@ -162,6 +215,9 @@ type outcome struct {
 	// nonEmpty: the oracle's answer holds data; differs: the shared
 	// Prometheus answers otherwise, so an unfiltered answer would be caught.
 	nonEmpty, differs bool
+	// refused: promgate refused the query as unenforceable for this
+	// policy, as expectedRefusals says it must.
+	refused bool
 }
 
 // target is where a policy's requests go: its oracle and the gateway, and
@@ -182,6 +238,19 @@ func TestOracle(t *testing.T) {
 		promgate = requirePromgate(t)
 	}
 	corpus := readCorpus(t, filepath.Join("testdata", "queries.txt"))
+	var features []string
+	if v := prometheusVersion(t); v.Major >= 3 {
+		features = prometheus3Features
+	} else {
+		var kept []corpusEntry
+		for _, e := range corpus {
+			if !e.prometheus3 {
+				kept = append(kept, e)
+			}
+		}
+		t.Logf("Prometheus %s: the %d queries of the corpus' Prometheus 3 section are skipped: their PromQL (experimental functions, duration expressions, anchored/smoothed ranges, fill modifiers, info()) does not parse there", v, len(corpus)-len(kept))
+		corpus = kept
+	}
 	start := time.Now()
 
 	// Data: one shared TSDB with every series and one oracle TSDB per
@@ -219,7 +288,7 @@ func TestOracle(t *testing.T) {
 			return err
 		}
 		os.Remove(om)
-		s, err := startPrometheus(t, prometheus, db.name, dataDir)
+		s, err := startOraclePrometheus(t, prometheus, db.name, dataDir, features)
 		db.server = s
 		return err
 	})
@@ -243,7 +312,7 @@ func TestOracle(t *testing.T) {
 	var gw *server
 	if !directMode() {
 		var err error
-		gw, err = startPromgate(t, promgate, tmp, dbs[0].server.url)
+		gw, err = startPromgate(t, promgate, tmp, dbs[0].server.url, features)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -288,6 +357,7 @@ func TestOracle(t *testing.T) {
 	checkDeclaredErrors(t, outcomes)
 	if !directMode() { // the known differences are promgate's
 		checkKnownDifferencesUsed(t, outcomes)
+		checkExpectedRefusals(t, outcomes, features != nil)
 	}
 	if gw != nil && t.Failed() {
 		t.Logf("promgate log (end):\n%s", gw.log())
@@ -339,6 +409,44 @@ func checkKnownDifferencesUsed(t *testing.T, outcomes []outcome) {
 	}
 }
 
+// checkExpectedRefusals fails on listed refusals that no longer happen, so
+// that the list only shrinks; on Prometheus 2 the queries of the Prometheus
+// 3 section, where all refusals are, do not run.
+func checkExpectedRefusals(t *testing.T, outcomes []outcome, prometheus3 bool) {
+	seen := map[string]int{}
+	for _, o := range outcomes {
+		if o.refused {
+			seen[o.c.policy.id+" "+o.c.query]++
+		}
+	}
+	refused := 0
+	for key, why := range expectedRefusals {
+		if seen[key] > 0 {
+			refused++
+			t.Logf("refused as expected (%d requests): %s: %s", seen[key], key, why)
+		} else if prometheus3 {
+			t.Errorf("expectedRefusals entry %q was not refused: remove it", key)
+		}
+	}
+	t.Logf("%d (policy, query) pairs refused as unenforceable", refused)
+}
+
+// startOraclePrometheus starts a Prometheus of the oracle test with the
+// given --enable-feature values.
+func startOraclePrometheus(t *testing.T, prometheus, name, dataDir string, features []string) (*server, error) {
+	if len(features) == 0 {
+		return startPrometheus(t, prometheus, name, dataDir)
+	}
+	dir := filepath.Dir(dataDir)
+	cfg := filepath.Join(dir, name+".yml")
+	if err := os.WriteFile(cfg, []byte("global:\n  scrape_interval: 1m\n"), 0o644); err != nil {
+		return nil, err
+	}
+	return startWith(t, testenv.Options{Name: name, Dir: dir, Args: func(addr string) []string {
+		return testenv.PrometheusArgs(prometheus, cfg, dataDir, addr, "--enable-feature="+strings.Join(features, ","))
+	}})
+}
+
 // holdForDebugging keeps the servers up for PROMGATE_E2E_HOLD (a duration
 // such as 10m) after logging their addresses, so that a human can query them.
 func holdForDebugging(t *testing.T, targets map[string]target) {
@@ -365,8 +473,8 @@ func holdForDebugging(t *testing.T, targets map[string]target) {
 
 // startPromgate writes promgate's configuration for the test policies and
 // starts it in front of the shared Prometheus.
-func startPromgate(t *testing.T, bin, dir, upstream string) (*server, error) {
-	cfg, err := promgateConfig(upstream)
+func startPromgate(t *testing.T, bin, dir, upstream string, features []string) (*server, error) {
+	cfg, err := promgateConfig(upstream, features)
 	if err != nil {
 		return nil, err
 	}
@@ -380,9 +488,10 @@ func startPromgate(t *testing.T, bin, dir, upstream string) (*server, error) {
 }
 
 // promgateConfig renders promgate.yml (SPEC section 4) for testPolicies.
-func promgateConfig(upstream string) ([]byte, error) {
+func promgateConfig(upstream string, features []string) ([]byte, error) {
 	type upstreamCfg struct {
-		URL string `yaml:"url"`
+		URL      string   `yaml:"url"`
+		Features []string `yaml:"features,omitempty"`
 	}
 	type policyCfg struct {
 		Name      string   `yaml:"name"`
@@ -401,6 +510,7 @@ func promgateConfig(upstream string) ([]byte, error) {
 		Policies []policyCfg         `yaml:"policies"`
 	}
 	cfg.Upstreams.Prometheus.URL = upstream
+	cfg.Upstreams.Prometheus.Features = features
 	cfg.Authentication.BasicAuthUsers = map[string]string{}
 	cfg.Groups = map[string][]string{}
 	for _, p := range testPolicies {
@@ -427,8 +537,9 @@ func promgateConfig(upstream string) ([]byte, error) {
 
 // corpusEntry is one expression of the corpus.
 type corpusEntry struct {
-	expr      string
-	wantError bool // in the errors section
+	expr        string
+	wantError   bool // in the errors section
+	prometheus3 bool // in the Prometheus 3 section
 }
 
 // errorsDirective starts the corpus' errors section, which runs to the end
@@ -436,6 +547,14 @@ type corpusEntry struct {
 // gateway alike (same errorType and message). Everywhere else an error
 // fails the test, since two equal errors cannot show a leak.
 const errorsDirective = "@errors"
+
+// The Prometheus 3 section runs from prometheus3Directive to
+// prometheus3EndDirective: PromQL that only Prometheus 3 (with
+// prometheus3Features) parses. It is skipped on Prometheus 2.
+const (
+	prometheus3Directive    = "@prometheus3"
+	prometheus3EndDirective = "@end prometheus3"
+)
 
 // readCorpus reads the query corpus: one PromQL expression per line; blank
 // lines and lines starting with # are ignored, and the line @errors starts
@@ -449,7 +568,7 @@ func readCorpus(t *testing.T, path string) []corpusEntry {
 	defer f.Close()
 	var out []corpusEntry
 	seen := map[string]int{}
-	inErrors := false
+	inErrors, inPrometheus3 := false, false
 	sc := bufio.NewScanner(f)
 	for n := 1; sc.Scan(); n++ {
 		line := strings.TrimSpace(sc.Text())
@@ -463,14 +582,24 @@ func readCorpus(t *testing.T, path string) []corpusEntry {
 			inErrors = true
 			continue
 		}
+		if line == prometheus3Directive || line == prometheus3EndDirective {
+			if inPrometheus3 == (line == prometheus3Directive) {
+				t.Fatalf("%s:%d: %s out of place", path, n, line)
+			}
+			inPrometheus3 = !inPrometheus3
+			continue
+		}
 		if prev, ok := seen[line]; ok {
 			t.Fatalf("%s:%d: duplicate of line %d: %s", path, n, prev, line)
 		}
 		seen[line] = n
-		out = append(out, corpusEntry{expr: line, wantError: inErrors})
+		out = append(out, corpusEntry{expr: line, wantError: inErrors, prometheus3: inPrometheus3})
 	}
 	if !inErrors {
 		t.Fatalf("%s: no %s section", path, errorsDirective)
+	}
+	if inPrometheus3 {
+		t.Fatalf("%s: %s without %s", path, prometheus3Directive, prometheus3EndDirective)
 	}
 	if err := sc.Err(); err != nil {
 		t.Fatal(err)
@@ -503,7 +632,7 @@ func queryCases(p *testPolicy, corpus []corpusEntry) []testCase {
 // rangeQueryable reports whether a valid expression can be evaluated as a
 // range query: Prometheus refuses range vectors and strings there.
 func rangeQueryable(q string) bool {
-	x, err := parser.NewParser(parser.Options{}).ParseExpr(q)
+	x, err := parser.NewParser(parser.Options{EnableExperimentalFunctions: true, EnableBinopFillModifiers: true, EnableUnquotedUTF8Names: true}).ParseExpr(q)
 	if err != nil {
 		return true // invalid: the errors section decides
 	}
@@ -605,6 +734,13 @@ func runCases(cases []testCase, targets map[string]target, workers int) []outcom
 			r.diff = "oracle " + d
 		} else {
 			r.diff = compareAnswers(c.kind, o, g)
+		}
+		if _, ok := expectedRefusals[c.policy.id+" "+c.query]; ok {
+			if r.refused = isRefusal(g); r.refused {
+				r.diff = ""
+			} else if r.diff == "" {
+				r.diff = "expected promgate to refuse this query as unenforceable for the policy, it answered"
+			}
 		}
 		if tg.shared.url != "" {
 			s := tg.shared.callWith(ctx, client, c.method, c.path, c.params)
@@ -724,6 +860,14 @@ func knownDifference(c testCase) string {
 		}
 	}
 	return ""
+}
+
+// isRefusal reports whether r is promgate's 400 for a construct it cannot
+// enforce exactly.
+func isRefusal(r response) bool {
+	var e envelope
+	return r.err == nil && r.code == http.StatusBadRequest && json.Unmarshal(r.body, &e) == nil &&
+		e.ErrorType == "bad_data" && strings.Contains(e.Error, refusalText)
 }
 
 func showResponse(r response) string {

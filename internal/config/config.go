@@ -66,6 +66,10 @@ type Upstream struct {
 	// AlertsByNamePrefix (Prometheus only) also gives a user the alerts
 	// whose name starts with "<user>: ", as the PromAuthProxy did.
 	AlertsByNamePrefix bool `yaml:"alerts_by_name_prefix"`
+	// Features (Prometheus only) are the upstream's --enable-feature
+	// values; they decide the PromQL promgate parses (see package promql).
+	// None: what Prometheus accepts by default.
+	Features []string `yaml:"features"`
 
 	// headerTemplates are the templated Headers, parsed by Parse so that
 	// RenderHeaders does not parse them on every request.

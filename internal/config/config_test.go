@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -28,6 +29,11 @@ var badFixtures = map[string]struct {
 		`line 7: upstreams.alertmanager.receivers: "some" is not one of routed, all, none`,
 		`line 8: upstreams.alertmanager.alerts_by_name_prefix applies to the prometheus upstream only`,
 	}},
+	"upstream-features.bad.yml": {want: []string{
+		`line 6: upstreams.prometheus.features: "promql-experimental-funtions" is not a feature of Prometheus (--enable-feature)`,
+		`line 7: upstreams.prometheus.features: "promql-experimental-functions" listed twice`,
+		`line 10: upstreams.alertmanager.features applies to the prometheus upstream only`,
+	}, notWant: []string{`line 5:`}},
 	"unknown-key.bad.yml": {want: []string{
 		`line 4: unknown field "ur1" in Upstream`,
 		`line 8: unknown field "polices" in Config`,
@@ -483,5 +489,27 @@ policies:
 	// Web users alone are enough authentication.
 	if _, err := ParseWeb([]byte("upstreams: {prometheus: {url: http://p:9090}}\npolicies: [{name: p, subjects: ['user:erin'], allow_all: true}]\n"), web); err != nil {
 		t.Errorf("web users only: %v", err)
+	}
+}
+
+func TestUpstreamFeatures(t *testing.T) {
+	c, err := Parse([]byte(`upstreams:
+  prometheus:
+    url: http://127.0.0.1:9090
+    features: [promql-experimental-functions, promql-delayed-name-removal, exemplar-storage]
+authentication:
+  basic_auth_users:
+    alice: $2y$10$EYxs8IOG46m9CtpB/XlPxO1ei7E4BjAen0SUv6di7mD4keR/8JO6m
+policies:
+  - name: a
+    subjects: ["user:alice"]
+    selectors: ['{team="a"}']
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"promql-experimental-functions", "promql-delayed-name-removal", "exemplar-storage"}
+	if got := c.Upstreams.Prometheus.Features; !slices.Equal(got, want) {
+		t.Errorf("features = %q, want %q", got, want)
 	}
 }

@@ -11,6 +11,8 @@ import (
 
 	"go.yaml.in/yaml/v3"
 	"golang.org/x/net/http/httpguts"
+
+	"github.com/promgate/promgate/internal/promql"
 )
 
 // Validation of the upstreams section and rendering of upstream headers.
@@ -39,6 +41,23 @@ func (v *validator) upstream(where string, u *Upstream, key, n *yaml.Node) {
 	}
 	if p := field(n, "alerts_by_name_prefix"); p != nil && isAM {
 		v.errorf(lineOf(p, key, n), "%s.alerts_by_name_prefix applies to the prometheus upstream only", where)
+	}
+
+	if f := field(n, "features"); f != nil && isAM {
+		v.errorf(lineOf(f, key, n), "%s.features applies to the prometheus upstream only", where)
+	} else if f != nil {
+		items := sequence(f, len(u.Features))
+		seen := map[string]bool{}
+		for i, name := range u.Features {
+			line := lineOf(items[i], f, key, n)
+			switch {
+			case !promql.KnownFeature(name):
+				v.errorf(line, "%s.features: %q is not a feature of Prometheus (--enable-feature)", where, name)
+			case seen[name]:
+				v.errorf(line, "%s.features: %q listed twice", where, name)
+			}
+			seen[name] = true
+		}
 	}
 
 	timeoutNode := field(n, "timeout")

@@ -27,6 +27,10 @@
 //   - A top-level range selector (an instant query for foo[5m]) cannot be
 //     expressed as one expression; the rewrite returns one expression per
 //     selector and the caller merges the matrices.
+//   - info() joins info series the query never selects; it is enforced
+//     when the policy shows all or none of them, else refused (info.go).
+//   - limitk keeps series in the order its operand yields them, which a
+//     union changes: it is refused over a union.
 //
 // Terms that cannot match (a conflicting equality, `__name__="x"` against
 // `__name__!="x"`) are pruned. When every term is pruned, one contradictory
@@ -86,18 +90,36 @@ func expandedSize(x parser.Node, memo map[parser.Node]int) int {
 // concurrent use.
 type Enforcer struct {
 	selectors [][]*labels.Matcher
+	lang      *Language
 	id        uint64 // names the Enforcer in the cache of rewrites
 }
 
-// New returns an Enforcer for a policy of one or more selectors.
+// New returns an Enforcer for a policy of one or more selectors, for an
+// upstream without feature flags.
 func New(selectors [][]*labels.Matcher) (*Enforcer, error) {
+	return defaultLanguage.New(selectors)
+}
+
+// New returns an Enforcer for a policy of one or more selectors, parsing
+// queries as the upstream of l does; a nil Language has no features.
+func (l *Language) New(selectors [][]*labels.Matcher) (*Enforcer, error) {
+	if l == nil {
+		l = defaultLanguage
+	}
 	if len(selectors) == 0 {
 		return nil, errors.New("a policy needs at least one selector")
 	}
-	return &Enforcer{selectors: selectors, id: enforcerIDs.Add(1)}, nil
+	return &Enforcer{selectors: selectors, lang: l, id: enforcerIDs.Add(1)}, nil
 }
 
+// pql parses policy selectors and the tests' queries: selectors need no
+// feature.
 var pql = parser.NewParser(parser.Options{})
+
+// ErrUnenforceable is returned for a construct that promgate cannot make
+// answer exactly as on a Prometheus holding only the allowed series, under
+// the policy at hand; the query is refused, with the reason.
+var ErrUnenforceable = errors.New("cannot be enforced exactly under this policy")
 
 // ParseError is a query the PromQL parser rejected.
 type ParseError struct{ Err error }
@@ -123,7 +145,7 @@ func (e *Enforcer) Query(q string) ([]string, error) {
 }
 
 func (e *Enforcer) query(q string) ([]string, error) {
-	expr, err := pql.ParseExpr(q)
+	expr, err := e.lang.parser.ParseExpr(q)
 	if err != nil {
 		return nil, &ParseError{Err: err}
 	}
@@ -205,6 +227,13 @@ func (e *Enforcer) rewrite(node parser.Expr) (parser.Expr, error) {
 		c.LHS, c.RHS = lhs, rhs
 		return &c, nil
 	case *parser.AggregateExpr:
+		if n.Op == parser.LIMITK && e.unites(n.Expr) {
+			// limitk keeps the first k series in the order its operand
+			// yields them; a union yields the allowed series in another
+			// order than the oracle's storage, so other series would be
+			// kept. limit_ratio picks by a hash of the labels: exact.
+			return nil, fmt.Errorf("limitk %w: it keeps the first k series in storage order, and this policy's selectors are united in another order", ErrUnenforceable)
+		}
 		c := *n
 		var err error
 		if c.Expr, err = e.rewrite(n.Expr); err != nil {
@@ -232,6 +261,8 @@ func (e *Enforcer) rewrite(node parser.Expr) (parser.Expr, error) {
 
 func (e *Enforcer) rewriteCall(n *parser.Call) (parser.Expr, error) {
 	switch n.Func.Name {
+	case "info":
+		return e.rewriteInfo(n)
 	case "absent", "absent_over_time":
 		if len(n.Args) == 1 {
 			if x, ok := e.rewriteAbsent(n); ok {
@@ -321,6 +352,19 @@ func (e *Enforcer) lift(vs *parser.VectorSelector, call func(*parser.VectorSelec
 		}
 	}
 	return labelReplace(acc, termLabel, "", "", "")
+}
+
+// unites reports whether the rewrite of x holds a union of several terms,
+// which changes the order in which series reach the operator above.
+func (e *Enforcer) unites(x parser.Node) bool {
+	found := false
+	parser.Inspect(x, func(node parser.Node, _ []parser.Node) error {
+		if vs, ok := node.(*parser.VectorSelector); ok && !found {
+			found = len(e.terms(vs)) > 1 || (!fixesName(vs) && len(e.disjointTerms(vs)) > 1)
+		}
+		return nil
+	})
+	return found
 }
 
 // disjointTerms returns selectors that together select what the terms of V

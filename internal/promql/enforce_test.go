@@ -9,6 +9,11 @@ import (
 
 func mustEnforcer(t testing.TB, selectors ...string) *Enforcer {
 	t.Helper()
+	return mustEnforcerIn(t, defaultLanguage, selectors...)
+}
+
+func mustEnforcerIn(t testing.TB, l *Language, selectors ...string) *Enforcer {
+	t.Helper()
 	var sels [][]*labels.Matcher
 	for _, s := range selectors {
 		ms, err := pql.ParseMetricSelector(s)
@@ -17,7 +22,7 @@ func mustEnforcer(t testing.TB, selectors ...string) *Enforcer {
 		}
 		sels = append(sels, ms)
 	}
-	e, err := New(sels)
+	e, err := l.New(sels)
 	if err != nil {
 		t.Fatal(err)
 	}

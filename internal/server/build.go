@@ -12,6 +12,7 @@ import (
 	"github.com/promgate/promgate/internal/config"
 	"github.com/promgate/promgate/internal/policy"
 	promapi "github.com/promgate/promgate/internal/prometheus"
+	"github.com/promgate/promgate/internal/promql"
 	"github.com/promgate/promgate/internal/upstream"
 )
 
@@ -56,7 +57,13 @@ func Build(cfg *config.Config, o BuildOptions, logger *slog.Logger) (*State, err
 	if err != nil {
 		return nil, err
 	}
+	// The PromQL the upstream accepts; Parse validated the names.
+	lang, err := promql.NewLanguage(pu.Features)
+	if err != nil {
+		return nil, fmt.Errorf("upstreams.prometheus.features: %w", err)
+	}
 	st := &State{
+		PromQL:     lang,
 		Auth:       a,
 		Policies:   policy.NewSet(cfg.Rules, cfg.Groups),
 		Prometheus: prom,

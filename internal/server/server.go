@@ -38,6 +38,8 @@ type State struct {
 	// Alertmanager and AMAPI are nil when no Alertmanager is configured.
 	Alertmanager *upstream.Upstream
 	AMAPI        *alertmanager.API
+	// PromQL is the language of the Prometheus upstream (nil: no features).
+	PromQL *promql.Language
 
 	mu    sync.Mutex
 	cache map[string]*access // by user and groups; bounded
@@ -80,7 +82,7 @@ func (st *State) accessFor(id identity.Identity) (*access, error) {
 			ms[i] = s
 		}
 		a.selectors = ms
-		if a.enforcer, err = promql.New(ms); err != nil {
+		if a.enforcer, err = st.PromQL.New(ms); err != nil {
 			return nil, err
 		}
 	}
