@@ -167,3 +167,28 @@ func urlq(s string) string {
 	r := strings.NewReplacer("%", "%25", "&", "%26", "+", "%2B", " ", "%20", `"`, "%22", "{", "%7B", "}", "%7D", "#", "%23")
 	return r.Replace(s)
 }
+
+// mayQuoteName must hold for every query whose printed form names a UTF-8
+// label, or checkQueryNames would let it through to a 2.x upstream.
+func TestMayQuoteName(t *testing.T) {
+	for _, q := range []string{
+		`{"a.b"="1"}`, `up{job="x","a.b"!="1"}`, `up{"a.b"=~"1"}`, `up{"a.b"!~"1"}`,
+		`sum by ("a.b") (up)`, `sum without (job, "a.b") (up)`,
+		`up * on ("a.b") up`, `up * ignoring (job, "a.b") up`, `up * on (job) group_left ("a.b") up`, `up / on (job) group_right (instance, "a.b") up`,
+		`rate({"a.b"="1"}[5m] offset 1m)`, `count_values("x", {"a.b"="1"})`,
+	} {
+		expr, err := pqlParser.ParseExpr(q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		printed := expr.String()
+		if !mayQuoteName(printed) {
+			t.Errorf("%s is printed %s, which mayQuoteName passes over", q, printed)
+		}
+	}
+	for _, q := range []string{`up{job="a"}`, `sum by (job) (rate(x{a="b"}[5m]))`, `{__name__="a.b"}`} {
+		if mayQuoteName(q) {
+			t.Errorf("mayQuoteName(%s): want false (no quoted name)", q)
+		}
+	}
+}
