@@ -45,6 +45,9 @@ type testPolicy struct {
 	// floor is the least the corpus must prove for this policy; see
 	// checkFloor.
 	floor floor
+	// utf8 policies name UTF-8 labels: they run where the data has them
+	// (Prometheus 3; see utf8_test.go).
+	utf8 bool
 }
 
 // floor is what a policy's answers must show for equality with the oracle
@@ -95,6 +98,8 @@ var testPolicies = []*testPolicy{
 		rules: [][]string{{`{namespace="ns-{{ .User }}"}`}}, floor: floor{nonEmpty: 790, differing: 1060}},
 	{id: "p6", about: "three selectors with negative matchers", user: "neg",
 		rules: [][]string{{`{team="c", env!="prod"}`, `{__name__=~"http_request.*", code!~"5..", team="a"}`, `{job="node", instance=~"host-0[0-4]:.*", team!="c"}`}}, floor: floor{nonEmpty: 1110, differing: 1040}},
+	{id: "p7", about: "UTF-8 names: a dotted label, and a regex on dotted metric names whose series differ only in name", user: "otto", utf8: true,
+		rules: [][]string{{`{"service.name"="checkout"}`, `{__name__=~"http\\.server\\..*", team="a"}`}}, floor: floor{nonEmpty: 290, differing: 1200}},
 }
 
 // knownDifferences are the (policy, query) pairs whose answers cannot be
@@ -266,10 +271,14 @@ func TestOracle(t *testing.T) {
 		corpus = kept
 	}
 	start := time.Now()
+	// UTF-8 names where the generation stores them: their data, policies
+	// and corpus section (utf8_test.go).
+	utf8Names := prometheusVersion(t).Major >= 3
+	testPolicies, corpus := utf8Selection(utf8Names, testPolicies, corpus)
 
 	// Data: one shared TSDB with every series and one oracle TSDB per
 	// restricted policy.
-	ds := Generate()
+	ds := GenerateWith(GenerateOptions{UTF8Names: utf8Names})
 	tmp := t.TempDir()
 	type tsdb struct {
 		name   string
@@ -356,6 +365,9 @@ func TestOracle(t *testing.T) {
 		}
 		cases = append(cases, queryCases(p, corpus)...)
 		cases = append(cases, metadataCases(p)...)
+		if utf8Names {
+			cases = append(cases, utf8MetadataCases(p)...)
+		}
 	}
 	runStart := time.Now()
 	outcomes := runCases(cases, targets, 4)
@@ -555,6 +567,7 @@ type corpusEntry struct {
 	wantError   bool // in the errors section
 	prometheus3 bool // in the Prometheus 3 section
 	prometheus2 bool // in the Prometheus 2 section
+	utf8        bool // in the UTF-8 section (utf8Directive)
 }
 
 // errorsDirective starts the corpus' errors section, which runs to the end
@@ -591,11 +604,18 @@ func readCorpus(t *testing.T, path string) []corpusEntry {
 	defer f.Close()
 	var out []corpusEntry
 	seen := map[string]int{}
-	inErrors, inPrometheus3, inPrometheus2 := false, false, false
+	inErrors, inPrometheus3, inPrometheus2, inUTF8 := false, false, false, false
 	sc := bufio.NewScanner(f)
 	for n := 1; sc.Scan(); n++ {
 		line := strings.TrimSpace(sc.Text())
 		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		if line == utf8Directive || line == utf8EndDirective {
+			if inUTF8 == (line == utf8Directive) {
+				t.Fatalf("%s:%d: %s out of place", path, n, line)
+			}
+			inUTF8 = !inUTF8
 			continue
 		}
 		if line == errorsDirective {
@@ -623,7 +643,10 @@ func readCorpus(t *testing.T, path string) []corpusEntry {
 			t.Fatalf("%s:%d: duplicate of line %d: %s", path, n, prev, line)
 		}
 		seen[line] = n
-		out = append(out, corpusEntry{expr: line, wantError: inErrors, prometheus3: inPrometheus3, prometheus2: inPrometheus2})
+		out = append(out, corpusEntry{expr: line, wantError: inErrors, prometheus3: inPrometheus3, prometheus2: inPrometheus2, utf8: inUTF8})
+	}
+	if inUTF8 {
+		t.Fatalf("%s: %s without %s", path, utf8Directive, utf8EndDirective)
 	}
 	if !inErrors {
 		t.Fatalf("%s: no %s section", path, errorsDirective)

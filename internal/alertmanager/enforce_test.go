@@ -107,6 +107,11 @@ func TestOwns(t *testing.T) {
 		{"several matchers on the label", []string{`{team="a"}`}, `team=~"a|b", team!="b"`, false},
 		{"several matchers, one implies", []string{`{team="a"}`}, `team=~"a|b", team="a"`, true},
 		{"policy equality on empty value", []string{`{team="a", env=""}`}, `team="a", env=""`, true},
+		// UTF-8 names, quoted in Alertmanager 0.27+'s matcher syntax.
+		{"UTF-8 label name", []string{`{"service.name"="checkout"}`}, `alertname="X", "service.name"="checkout"`, true},
+		{"UTF-8 label name, other value", []string{`{"service.name"="checkout"}`}, `"service.name"="cart"`, false},
+		{"UTF-8 label name spelt otherwise", []string{`{"service.name"="checkout"}`}, `service_name="checkout"`, false},
+		{"UTF-8 regex", []string{`{"k8s.namespace.name"=~"a|b"}`}, `"k8s.namespace.name"="a"`, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := policy(t, tc.policy...).Owns(amMatchers(t, tc.matchers)); got != tc.want {
@@ -135,6 +140,8 @@ func TestInject(t *testing.T) {
 		{"contradicting regex", []string{`{team="a"}`}, `team=~"b|c"`, "", ErrContradicts},
 		{"several selectors, none implied", []string{`{team="a"}`, `{team="c"}`}, `alertname="X"`, "", ErrNotOwned},
 		{"several selectors, one implied", []string{`{team="a"}`, `{team="c"}`}, `alertname="X", team="c"`, `alertname="X", team="c"`, nil},
+		{"UTF-8 name injected", []string{`{"service.name"="checkout"}`}, `alertname="X"`, `alertname="X", service.name="checkout"`, nil}, // as amlabels prints it
+		{"UTF-8 name contradicted", []string{`{"service.name"="checkout"}`}, `"service.name"="cart"`, "", ErrContradicts},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := policy(t, tc.policy...)
@@ -213,6 +220,9 @@ func TestUpstreamFilters(t *testing.T) {
 		{[]string{`{team="a b"}`}, nil},
 		{[]string{`{team="é"}`}, nil},
 		{[]string{`{team=~"a"}`}, nil},
+		// A UTF-8 name is not sent: Alertmanager 0.26 and before cannot parse it.
+		{[]string{`{"service.name"="checkout", team="a"}`}, []string{`team="a"`}},
+		{[]string{`{"service.name"="checkout"}`}, nil},
 		// A union is no single filter.
 		{[]string{`{team="a"}`, `{team="b"}`}, nil},
 	} {

@@ -45,6 +45,11 @@ var badFixtures = map[string]struct {
 		`line 12: policy "team-a": invalid selector "{team=a}"`,
 		`line 13: policy "team-a": invalid selector "up{job=\"x\""`,
 	}, notWant: []string{`line 11:`}},
+	"utf8-selector-names.bad.yml": {want: []string{
+		`line 13: policy "names": invalid selector "{\"\"=\"x\"}": "" is not a label name`,
+		`line 14: policy "names": invalid selector "{\"\\xff\"=\"x\"}": "\xff" is not a label name`,
+		`line 15: policy "names": invalid selector "{service.name=\"x\"}"`,
+	}, notWant: []string{`line 12:`}},
 	"bad-template.bad.yml": {want: []string{
 		`line 11: policy "ns": invalid template in selector "{namespace=\"{{ .Nope }}\"}"`,
 		`Nope`,
@@ -242,6 +247,22 @@ func group(name string) policy.Subject { return policy.Subject{Kind: policy.Subj
 var everyone = policy.Subject{Kind: policy.SubjectEveryone}
 
 var goodFixtures = map[string]func(t *testing.T, c *Config){
+	"utf8-selectors.good.yml": func(t *testing.T, c *Config) {
+		want := []string{
+			`{"service.name"="checkout"}`,
+			`{__name__=~"http\\.server\\..*", "k8s.namespace.name"="carol"}`,
+			`{__name__="http.server.duration", "service.name"="cart"}`,
+		}
+		if len(c.Rules) != 1 || len(c.Rules[0].Selectors) != len(want) {
+			t.Fatalf("rules = %+v", viewRules(c.Rules))
+		}
+		for i, tm := range c.Rules[0].Selectors {
+			sel, err := tm.Execute("carol")
+			if err != nil || sel.String() != want[i] {
+				t.Errorf("selector %d = %v, %v; want %s", i, sel, err, want[i])
+			}
+		}
+	},
 	"tokens-only.good.yml": func(t *testing.T, c *Config) {
 		// A policy naming a user without credentials loads; the warning
 		// is TestCheckSubjects' business.

@@ -23,10 +23,44 @@ func TestParseTemplate(t *testing.T) {
 		{`{namespace="{{ .User "}`, true},           // broken template
 		{`{namespace=~"{{ .User }}("}`, true},       // the regex is checked before substitution too
 		{`{namespace="{{ printf "%s" 1 }}"}`, true}, // quotes inside break the selector
+		// UTF-8 names, as Prometheus 3 stores them.
+		{`{"service.name"="checkout"}`, false},
+		{`{__name__=~"http\\.server\\..*"}`, false},
+		{`{"http.server.duration", "service.name"="x"}`, false},
+		{`{"k8s.namespace.name"="{{ .User }}"}`, false},
+		{`{"ü"=~"a|b", "a-b"!="c"}`, false},
+		{`{""="x"}`, true},          // no label is named ""
+		{`{"\xff"="x"}`, true},      // nor invalid UTF-8
+		{`{"service.name"}`, false}, // a metric name
 	} {
 		_, err := ParseTemplate(tc.in)
 		if (err != nil) != tc.wantErr {
 			t.Errorf("ParseTemplate(%s): err %v, wantErr %v", tc.in, err, tc.wantErr)
+		}
+	}
+}
+
+// A selector on UTF-8 names is what the parser reads: names as written,
+// the quoted metric name as __name__, and written back quoted.
+func TestParseTemplateUTF8(t *testing.T) {
+	for _, tc := range []struct {
+		in, user, want string
+	}{
+		{`{"service.name"="checkout"}`, "u", `{"service.name"="checkout"}`},
+		{`{"http.server.duration", "service.name"="x"}`, "u", `{__name__="http.server.duration", "service.name"="x"}`},
+		{`{"k8s.namespace.name"="ns-{{ .User }}"}`, "alice", `{"k8s.namespace.name"="ns-alice"}`},
+		{`{"service.name"=~"{{ .User }}"}`, "a.b", `{"service.name"=~"a\\.b"}`},
+	} {
+		tm, err := ParseTemplate(tc.in)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.in, err)
+		}
+		sel, err := tm.Execute(tc.user)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := sel.String(); got != tc.want {
+			t.Errorf("%s for %q: got %s, want %s", tc.in, tc.user, got, tc.want)
 		}
 	}
 }

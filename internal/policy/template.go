@@ -13,6 +13,7 @@ import (
 	"strings"
 	"text/template"
 
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql/parser"
 )
@@ -64,6 +65,13 @@ func ParseTemplate(text string) (*Template, error) {
 	t := &Template{text: text}
 	templated := false
 	for _, m := range ms {
+		// The parser reads any quoted name, and Prometheus 3 stores any
+		// UTF-8 one ({"service.name"="checkout"}), but no series has an
+		// empty or invalid UTF-8 label name: a matcher on one is a
+		// mistake that would match everything or nothing.
+		if !model.UTF8Validation.IsValidLabelName(m.Name) {
+			return nil, fmt.Errorf("invalid selector %q: %q is not a label name (a name is non-empty, valid UTF-8)", text, m.Name)
+		}
 		mt := matcherTemplate{typ: m.Type, name: m.Name, value: m.Value}
 		if strings.Contains(m.Value, "{{") {
 			tm, err := template.New(m.Name).Option("missingkey=error").Parse(m.Value)

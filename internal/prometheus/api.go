@@ -41,6 +41,7 @@ type API struct {
 	maxBody int64
 	opts    Options
 	caps    capabilities
+	names   names // whether the upstream parses UTF-8 label names
 }
 
 // New returns an API in front of up.
@@ -96,7 +97,7 @@ var routes = map[string]route{
 }
 
 // labelValues is /api/v1/label/NAME/values.
-var labelValues = route{matchParams, matchHandler(false), getPost}
+var labelValues = route{matchParams, (*API).labelValues, getPost}
 
 // Handle serves one request of a restricted identity; path is the request
 // path relative to promgate's route prefix. Only Handle's routes pass.
@@ -105,7 +106,9 @@ func (a *API) Handle(w http.ResponseWriter, r *http.Request, path string, enf *p
 	if !ok {
 		if name, isValues := labelValuesName(path); isValues {
 			rt = labelValues
-			path = "/api/v1/label/" + url.PathEscape(name) + "/values"
+			// name is decoded (r.URL.Path): the URL built upstream
+			// escapes it once, so the upstream reads this same name.
+			path = "/api/v1/label/" + name + "/values"
 			ok = true
 		}
 	}
@@ -164,6 +167,9 @@ func (a *API) query(w http.ResponseWriter, r *http.Request, path string, p param
 		}
 		return apierror.Wrap(apierror.BadData, err)
 	}
+	if err := a.checkQueryNames(r, exprs); err != nil {
+		return err
+	}
 	if len(exprs) > 1 && path == "/api/v1/query" {
 		return a.mergeMatrices(w, r, path, vs, exprs)
 	}
@@ -184,12 +190,20 @@ func matchHandler(required bool) handlerFunc {
 			// Prometheus' own answer, without asking it.
 			return apierror.New(apierror.BadData, "no match[] parameter provided")
 		}
-		if err := enforceMatch(vs, enf); err != nil {
+		if err := a.enforceMatch(r, vs, enf); err != nil {
 			return err
 		}
 		a.up.ServeHTTP(w, rebuild(r, path, vs))
 		return nil
 	}
+}
+
+func (a *API) labelValues(w http.ResponseWriter, r *http.Request, path string, p params, enf *promql.Enforcer) error {
+	name, _ := labelValuesName(path)
+	if err := a.checkLabelName(r, name); err != nil {
+		return err
+	}
+	return matchHandler(false)(a, w, r, path, p, enf)
 }
 
 func (a *API) federate(w http.ResponseWriter, r *http.Request, path string, p params, enf *promql.Enforcer) error {
@@ -205,7 +219,7 @@ func (a *API) federate(w http.ResponseWriter, r *http.Request, path string, p pa
 		w.WriteHeader(http.StatusOK)
 		return nil
 	}
-	if err := enforceMatch(vs, enf); err != nil {
+	if err := a.enforceMatch(r, vs, enf); err != nil {
 		return err
 	}
 	a.up.ServeHTTP(w, rebuild(r, path, vs))
@@ -222,8 +236,9 @@ func (a *API) pass(w http.ResponseWriter, r *http.Request, path string, p params
 }
 
 // enforceMatch replaces the match[] values by their product with the
-// policy's selectors.
-func enforceMatch(vs url.Values, enf *promql.Enforcer) error {
+// policy's selectors. A UTF-8 label name in them is refused when the
+// upstream cannot parse it.
+func (a *API) enforceMatch(r *http.Request, vs url.Values, enf *promql.Enforcer) error {
 	var in [][]*labels.Matcher
 	for _, s := range vs["match[]"] {
 		ms, err := pqlParser.ParseMetricSelector(s)
@@ -233,6 +248,13 @@ func enforceMatch(vs url.Values, enf *promql.Enforcer) error {
 		in = append(in, ms)
 	}
 	out := enf.Match(in)
+	if !a.knownUTF8() {
+		for _, ms := range out {
+			if name, ok := promql.SelectorUTF8LabelName(ms); ok && a.legacyUpstream(r) {
+				return errLegacyName(name)
+			}
+		}
+	}
 	sels := make([]string, len(out))
 	for i, ms := range out {
 		sels[i] = promql.FormatSelector(ms)

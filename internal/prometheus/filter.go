@@ -391,7 +391,7 @@ func (a *API) metadata(w http.ResponseWriter, r *http.Request, path string, p pa
 	ctx, cancel := a.up.WithTimeout(r.Context())
 	defer cancel()
 	names := url.Values{}
-	if err := enforceMatch(names, enf); err != nil {
+	if err := a.enforceMatch(r, names, enf); err != nil {
 		return err
 	}
 	get := r.Clone(ctx)

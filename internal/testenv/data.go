@@ -20,6 +20,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql/parser"
 )
@@ -190,9 +191,31 @@ func (t host) labels(job string, extra ...string) map[string]string {
 // Histogram buckets of http_request_duration_seconds.
 var buckets = []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, math.Inf(1)}
 
-// Generate builds the dataset. It is deterministic: the same call returns the
-// same series and values on every run.
-func Generate() *Dataset {
+// GenerateOptions choose the optional parts of the data.
+type GenerateOptions struct {
+	// UTF8Names adds series with UTF-8 metric and label names, as
+	// OpenTelemetry writes them ({"http.server.duration",
+	// "service.name"="checkout"}). Prometheus 3 stores them; promtool 2.x
+	// cannot backfill them (its OpenMetrics parser wants a legacy name
+	// after # TYPE), so the data of a 2.x run leaves them out.
+	UTF8Names bool
+}
+
+// Generate builds the dataset without UTF-8 names. It is deterministic: the
+// same call returns the same series and values on every run.
+func Generate() *Dataset { return GenerateWith(GenerateOptions{}) }
+
+// GenerateWith builds the dataset with the parts o asks for. The series of
+// Generate come first and are the same whatever o says.
+func GenerateWith(o GenerateOptions) *Dataset {
+	ds := generate()
+	if o.UTF8Names {
+		addUTF8(ds)
+	}
+	return ds
+}
+
+func generate() *Dataset {
 	g := &gen{rng: rand.New(rand.NewPCG(20231114, 42)), ds: &Dataset{}}
 	ts := hosts()
 	const from, to = StartTime, BaseTime
@@ -318,6 +341,56 @@ func Generate() *Dataset {
 	return g.ds
 }
 
+// addUTF8 adds the series with UTF-8 names, from a random source of their
+// own so that the other series do not change. Dotted metric and label
+// names, one non-ASCII label name, two metrics that differ only in their
+// (dotted) name, and team and namespace labels, so that every oracle
+// policy sees some of them.
+func addUTF8(ds *Dataset) {
+	g := &gen{rng: rand.New(rand.NewPCG(20231114, 8)), ds: ds}
+	const from, to = StartTime, BaseTime
+	services := []string{"checkout", "cart", "payment"}
+	type otelTarget struct{ service, team, namespace, instance string }
+	var targets []otelTarget
+	for i := range 12 {
+		targets = append(targets, otelTarget{
+			service:   services[i%3],
+			team:      []string{"a", "b", "c"}[(i/3)%3],
+			namespace: namespaces[i%len(namespaces)],
+			instance:  fmt.Sprintf("otel-%02d:4317", i),
+		})
+	}
+	lbls := func(t otelTarget, extra ...string) map[string]string {
+		m := map[string]string{"job": "otel", "instance": t.instance, "team": t.team, "namespace": t.namespace, "service.name": t.service}
+		for i := 0; i+1 < len(extra); i += 2 {
+			m[extra[i]] = extra[i+1]
+		}
+		return m
+	}
+	// http.server.duration and http.client.duration have identical label
+	// sets: they differ only in their name.
+	for _, name := range []string{"http.server.duration", "http.client.duration"} {
+		g.family(name, "gauge")
+		for _, t := range targets {
+			for _, method := range []string{"GET", "POST"} {
+				g.add(name, lbls(t, "http.request.method", method), from, to, g.gauge(0.5, 0.25))
+			}
+		}
+	}
+	g.family("http.server.request.count", "counter")
+	for _, t := range targets {
+		for _, code := range []string{"200", "500"} {
+			g.add("http.server.request.count_total", lbls(t, "http.response.status_code", code), from, to, g.counter(20, 200))
+		}
+	}
+	// A legacy metric name with UTF-8 label names, one not ASCII.
+	g.family("rpc_server_calls", "counter")
+	for i, t := range targets {
+		region := []string{"eu", "us"}[i%2]
+		g.add("rpc_server_calls_total", lbls(t, "rpc.method", "Get", "région", region), from, to, g.counter(10, 0))
+	}
+}
+
 // histogram adds the _bucket, _sum and _count series of one histogram.
 func (g *gen) histogram(lbls map[string]string, from, to int64) {
 	const name = "http_request_duration_seconds"
@@ -424,7 +497,7 @@ func (d *Dataset) WriteOpenMetrics(w io.Writer) error {
 	bw := bufio.NewWriterSize(w, 1<<20)
 	var line []byte
 	for _, f := range d.Families {
-		fmt.Fprintf(bw, "# TYPE %s %s\n", f.Name, f.Type)
+		fmt.Fprintf(bw, "# TYPE %s %s\n", omName(f.Name, model.LegacyValidation.IsValidMetricName), f.Type)
 		for _, s := range f.Series {
 			prefix := seriesText(s.Labels)
 			for _, smp := range s.Samples {
@@ -455,13 +528,22 @@ func (d *Dataset) WriteOpenMetricsFile(path string) error {
 	return f.Close()
 }
 
-// seriesText renders `name{a="1",b="2"}` with labels sorted by name.
+// seriesText renders `name{a="1",b="2"}` with labels sorted by name; a
+// UTF-8 metric name is written quoted inside the braces and a UTF-8 label
+// name quoted (`{"a.b","c.d"="1"}`), as Prometheus 3's parsers read them.
 func seriesText(lbls map[string]string) string {
 	var b strings.Builder
-	b.WriteString(lbls[labels.MetricName])
-	names := sortedNames(lbls)
-	b.WriteByte('{')
+	name := lbls[labels.MetricName]
 	first := true
+	if model.LegacyValidation.IsValidMetricName(name) {
+		b.WriteString(name)
+		b.WriteByte('{')
+	} else {
+		b.WriteByte('{')
+		b.WriteString(omName(name, nil))
+		first = false
+	}
+	names := sortedNames(lbls)
 	for _, n := range names {
 		if n == labels.MetricName {
 			continue
@@ -470,13 +552,21 @@ func seriesText(lbls map[string]string) string {
 			b.WriteByte(',')
 		}
 		first = false
-		b.WriteString(n)
+		b.WriteString(omName(n, model.LegacyValidation.IsValidLabelName))
 		b.WriteString(`="`)
 		b.WriteString(escapeLabelValue(lbls[n]))
 		b.WriteByte('"')
 	}
 	b.WriteByte('}')
 	return b.String()
+}
+
+// omName writes a name as is when legacy says it may be, else quoted.
+func omName(n string, legacy func(string) bool) string {
+	if legacy != nil && legacy(n) {
+		return n
+	}
+	return `"` + escapeLabelValue(n) + `"`
 }
 
 func escapeLabelValue(v string) string {

@@ -4,8 +4,13 @@ import (
 	"bufio"
 	"bytes"
 	"crypto/sha256"
+	"errors"
+	"io"
 	"strings"
 	"testing"
+
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/textparse"
 )
 
 // These tests check the generator without any server.
@@ -90,5 +95,68 @@ func TestWriteOpenMetrics(t *testing.T) {
 	}
 	if len(families) < 10 {
 		t.Errorf("only %d families", len(families))
+	}
+}
+
+// The UTF-8 series come only when asked, after the others, and are written
+// in a form Prometheus 3's OpenMetrics parser (promtool's backfill) reads
+// back as the same label sets.
+func TestGenerateUTF8Names(t *testing.T) {
+	var plain, with bytes.Buffer
+	if err := Generate().WriteOpenMetrics(&plain); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(plain.String(), `{"`) || strings.Contains(plain.String(), `."`) {
+		t.Error("Generate wrote a quoted name: promtool 2.x cannot backfill it")
+	}
+	ds := GenerateWith(GenerateOptions{UTF8Names: true})
+	if err := ds.WriteOpenMetrics(&with); err != nil {
+		t.Fatal(err)
+	}
+	head := strings.TrimSuffix(plain.String(), "# EOF\n")
+	if !strings.HasPrefix(with.String(), head) {
+		t.Fatal("the UTF-8 series changed the others")
+	}
+	// The UTF-8 families alone, read back.
+	extra := &Dataset{Families: ds.Families[len(Generate().Families):]}
+	want := map[string]bool{}
+	dotted := 0
+	for _, s := range extra.AllSeries() {
+		want[s.Key()] = true
+		if strings.Contains(s.Name(), ".") {
+			dotted++
+		}
+	}
+	if dotted == 0 || len(want) == dotted {
+		t.Fatalf("%d series, %d with a dotted name: want both kinds", len(want), dotted)
+	}
+	var om bytes.Buffer
+	if err := extra.WriteOpenMetrics(&om); err != nil {
+		t.Fatal(err)
+	}
+	p := textparse.NewOpenMetricsParser(om.Bytes(), labels.NewSymbolTable())
+	got := map[string]bool{}
+	for {
+		e, err := p.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("OpenMetrics parser: %v", err)
+		}
+		if e != textparse.EntrySeries {
+			continue
+		}
+		var l labels.Labels
+		p.Labels(&l)
+		got[LabelsKey(l.Map())] = true
+	}
+	if len(got) != len(want) {
+		t.Errorf("parsed %d series, wrote %d", len(got), len(want))
+	}
+	for k := range want {
+		if !got[k] {
+			t.Errorf("series %s not read back", k)
+		}
 	}
 }
