@@ -22,8 +22,16 @@ import (
 // wait until its scripts have rendered what they fetched, type, click, and
 // take screenshots. It records every HTTP answer of 400 or more and every
 // uncaught exception of the page, so that a test can say nothing broke.
+//
+// A browser reports to the test that it is bound to; in(t) binds it to a
+// subtest.
 type browser struct {
-	t       *testing.T
+	t testing.TB
+	*tab
+}
+
+// tab is the browser's page, shared by its bindings.
+type tab struct {
 	ctx     context.Context
 	name    string // prefix of its screenshots
 	timeout time.Duration
@@ -31,6 +39,9 @@ type browser struct {
 	mu       sync.Mutex
 	failures []string // "STATUS URL" of answers >= 400, and page exceptions
 }
+
+// in returns the browser reporting to t.
+func (b *browser) in(t testing.TB) *browser { return &browser{t: t, tab: b.tab} }
 
 // newBrowser starts Chromium for the test; headers are sent with every
 // request of its pages (the credentials, never in the URL: Chromium does not
@@ -57,7 +68,7 @@ func newBrowser(t *testing.T, name string, headers map[string]string) *browser {
 		chromedp.WindowSize(1400, 1000),
 	}
 	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	b := &browser{t: t, name: name, timeout: 30 * time.Second}
+	b := &browser{t: t, tab: &tab{name: name, timeout: 30 * time.Second}}
 	ctx, cancel := chromedp.NewContext(actx, chromedp.WithListener(b.record))
 	t.Cleanup(func() { cancel(); cancelAlloc() })
 	b.ctx = ctx
@@ -76,7 +87,7 @@ func newBrowser(t *testing.T, name string, headers map[string]string) *browser {
 }
 
 // record runs in the tab's event loop: it must return fast.
-func (b *browser) record(ev any) {
+func (b *tab) record(ev any) {
 	var f string
 	switch ev := ev.(type) {
 	case *network.EventResponseReceived:
@@ -98,7 +109,7 @@ func (b *browser) record(ev any) {
 }
 
 // takeFailures returns what failed since the last call.
-func (b *browser) takeFailures() []string {
+func (b *tab) takeFailures() []string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	f := b.failures
@@ -117,20 +128,23 @@ func (b *browser) run(what string, actions ...chromedp.Action[chromedp.Void]) {
 	}
 }
 
-// open loads url and waits until its document has loaded; the page's own
-// API calls may still be running.
+// open loads url in a new document and waits until it has loaded; the
+// page's own API calls may still be running. (Going from a page to the
+// same one with another #fragment would keep the page's state.)
 func (b *browser) open(url string) {
 	b.t.Helper()
+	b.run("leaving the page", chromedp.Navigate("about:blank"))
 	b.takeFailures()
 	b.run("loading "+url, chromedp.Navigate(url))
 }
 
-// eval evaluates a JavaScript expression in the page.
+// eval evaluates a JavaScript expression in the page; a promise is
+// awaited.
 func eval[T any](b *browser, expr string) T {
 	b.t.Helper()
 	ctx, cancel := context.WithTimeout(b.ctx, b.timeout)
 	defer cancel()
-	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr))
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr, chromedp.EvalAwaitPromise))
 	if err != nil {
 		b.t.Fatalf("evaluating %s: %v", expr, err)
 	}
@@ -138,7 +152,7 @@ func eval[T any](b *browser, expr string) T {
 }
 
 // bodyText is what the page shows as text, or "" when it cannot be read.
-func (b *browser) bodyText() string {
+func (b *tab) bodyText() string {
 	ctx, cancel := context.WithTimeout(b.ctx, 5*time.Second)
 	defer cancel()
 	s, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.body ? document.body.innerText : ""`))
@@ -183,7 +197,7 @@ func (b *browser) settle(quiet time.Duration) {
 
 // screenshot saves the whole page as <name>-<shot>.png among the
 // artifacts, logged by t.
-func (b *browser) screenshot(t testing.TB, shot string) {
+func (b *tab) screenshot(t testing.TB, shot string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(b.ctx, b.timeout)
 	defer cancel()

@@ -267,6 +267,7 @@ func TestPrometheus3UIInChromium(t *testing.T) {
 			}
 
 			t.Run("query page", func(t *testing.T) {
+				b := b.in(t)
 				b.open(s.base + "/query")
 				b.waitFor("the expression editor", `document.querySelector(".cm-content") !== null`)
 				// Typed and run as a person does; completion asks the
@@ -301,6 +302,7 @@ func TestPrometheus3UIInChromium(t *testing.T) {
 			})
 
 			t.Run("graph URL of 2.x", func(t *testing.T) {
+				b := b.in(t)
 				// A bookmark of the 2.x UI: /graph redirects to /query, the
 				// old numeric tab still means the table.
 				b.open(s.base + "/graph?g0.expr=" + url.QueryEscape("count by (team) (up)") + "&g0.tab=1")
@@ -318,6 +320,7 @@ func TestPrometheus3UIInChromium(t *testing.T) {
 			})
 
 			t.Run("alerts page", func(t *testing.T) {
+				b := b.in(t)
 				b.open(s.base + "/alerts")
 				b.waitText(tn.alert)
 				b.settle(time.Second)
@@ -331,6 +334,7 @@ func TestPrometheus3UIInChromium(t *testing.T) {
 			})
 
 			t.Run("rules page", func(t *testing.T) {
+				b := b.in(t)
 				b.open(s.base + "/rules")
 				b.waitText(tn.alert)
 				b.settle(time.Second)
@@ -344,6 +348,7 @@ func TestPrometheus3UIInChromium(t *testing.T) {
 			// (/api/v1/scrape_pools), then the targets of each.
 			for _, page := range []string{"/targets", "/service-discovery"} {
 				t.Run(page+" page", func(t *testing.T) {
+					b := b.in(t)
 					b.open(s.base + page)
 					b.waitFor("the targets or an error", fmt.Sprintf(
 						`document.body.innerText.includes(%s) || document.body.innerText.includes("Error")`, jsString(ownLabel)))
@@ -370,6 +375,7 @@ func TestPrometheus3UIInChromium(t *testing.T) {
 				{"/alertmanager-discovery", []string{"Active Alertmanagers"}},
 			} {
 				t.Run(tc.page+" page", func(t *testing.T) {
+					b := b.in(t)
 					b.open(s.base + tc.page)
 					text := b.waitText(refusalText)
 					b.screenshot(t, strings.TrimPrefix(tc.page, "/"))
@@ -379,6 +385,7 @@ func TestPrometheus3UIInChromium(t *testing.T) {
 			// TSDB status counts series by metric and label: refused, or
 			// counted over the tenant's series only.
 			t.Run("/tsdb-status page", func(t *testing.T) {
+				b := b.in(t)
 				b.open(s.base + "/tsdb-status")
 				b.waitFor("the TSDB status or an error", `document.body.innerText.includes("Error") || document.body.innerText.includes("Head")`)
 				b.settle(time.Second)
@@ -394,6 +401,7 @@ func TestPrometheus3UIInChromium(t *testing.T) {
 			// server notifications on every page: it must connect (the
 			// badge shows "!" when it cannot).
 			t.Run("notification badge", func(t *testing.T) {
+				b := b.in(t)
 				b.open(s.base + "/query")
 				b.waitFor("the header", `document.body.innerText.includes("Alerts")`)
 				b.settle(2 * time.Second)
