@@ -347,7 +347,7 @@ func TestPrometheus3UIInChromium(t *testing.T) {
 			// Target health and service discovery list the scrape pools
 			// (/api/v1/scrape_pools), then the targets of each.
 			for _, page := range []string{"/targets", "/service-discovery"} {
-				t.Run(page+" page", func(t *testing.T) {
+				t.Run(strings.TrimPrefix(page, "/")+" page", func(t *testing.T) {
 					b := b.in(t)
 					b.open(s.base + page)
 					b.waitFor("the targets or an error", fmt.Sprintf(
@@ -374,7 +374,7 @@ func TestPrometheus3UIInChromium(t *testing.T) {
 				{"/config", []string{"scrape_configs", "job_name"}},
 				{"/alertmanager-discovery", []string{"Active Alertmanagers"}},
 			} {
-				t.Run(tc.page+" page", func(t *testing.T) {
+				t.Run(strings.TrimPrefix(tc.page, "/")+" page", func(t *testing.T) {
 					b := b.in(t)
 					b.open(s.base + tc.page)
 					text := b.waitText(refusalText)
@@ -384,7 +384,7 @@ func TestPrometheus3UIInChromium(t *testing.T) {
 			}
 			// TSDB status counts series by metric and label: refused, or
 			// counted over the tenant's series only.
-			t.Run("/tsdb-status page", func(t *testing.T) {
+			t.Run("tsdb-status page", func(t *testing.T) {
 				b := b.in(t)
 				b.open(s.base + "/tsdb-status")
 				b.waitFor("the TSDB status or an error", `document.body.innerText.includes("Error") || document.body.innerText.includes("Head")`)
