@@ -35,7 +35,8 @@ e2e-oldest: deps
 
 e2e-current: deps
 	dir=$$(bash scripts/build-upstreams.sh) && \
-	PROMGATE_UPSTREAMS_DIR=$$dir $(GO) test -count=1 -timeout 30m -v ./e2e/
+	ui=$$(bash scripts/build-ui.sh) && \
+	PROMGATE_UPSTREAMS_DIR=$$dir PROMGATE_PROMETHEUS_UI=$$ui $(GO) test -count=1 -timeout 30m -v ./e2e/
 
 unit:
 	$(GO) test -short ./...

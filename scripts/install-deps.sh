@@ -11,6 +11,7 @@ command -v nginx >/dev/null || need+=(nginx-light)
 command -v wrk >/dev/null || need+=(wrk)
 command -v curl >/dev/null || need+=(curl)
 command -v chromium >/dev/null || need+=(chromium)
+command -v npx >/dev/null || need+=(npm) # builds Prometheus 3's UI (scripts/build-ui.sh)
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
 fi
