@@ -14,6 +14,7 @@ import (
 // stay refused.
 func TestUIRedirects(t *testing.T) {
 	skipIfShort(t)
+	onlyPrometheus2(t, "the classic UI these redirects lead to is gone; TestPrometheus3UIRedirects covers 3.x's")
 	s := startLiveStack(t)
 	for _, tc := range []struct {
 		name, path string

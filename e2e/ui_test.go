@@ -42,6 +42,7 @@ func chromium(t *testing.T, page, shot string) string {
 // e2e/artifacts/.
 func TestPrometheusUIInChromium(t *testing.T) {
 	skipIfShort(t)
+	onlyPrometheus2(t, "it loads the classic expression browser, which 3.x has not; TestPrometheus3UIInChromium drives 3.x's UI")
 	s := startLiveStack(t)
 	artifacts, err := filepath.Abs("artifacts")
 	if err != nil {

@@ -18,7 +18,7 @@ import (
 var uiPages = map[string]bool{
 	"/": true, "/graph": true, "/alerts": true, "/targets": true, "/rules": true,
 	"/service-discovery": true, "/status": true, "/tsdb-status": true, "/flags": true,
-	"/config": true, "/agent": true, "/starting": true, "/query": true,
+	"/config": true, "/agent": true, "/starting": true, "/query": true, "/alertmanager-discovery": true,
 	"/classic/graph": true, "/manifest.json": true, "/favicon.ico": true, "/favicon.svg": true,
 }
 
