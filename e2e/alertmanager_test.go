@@ -724,12 +724,14 @@ func TestAlertmanagerBadInput(t *testing.T) {
 	pathRefused := &amRequest{"GET", "/api/v2/nope", "", ""}
 
 	// What differs from Alertmanager 0.27 on: API v1 is gone (410 with
-	// {"status":"deprecated","error"}), and filters are parsed by the UTF-8
-	// matcher parser first, whose message a bad filter gets.
+	// {"status":"deprecated","error"}). Before 0.27: promgate reads filters
+	// as 0.27+ does (UTF-8 parser first, classic fallback) and words a bad
+	// one as 0.27+ does, where 0.25 says "bad matcher format".
 	var v1Deviation, filterWording string
 	if alertmanagerVersion(t).AtLeast(0, 27) {
 		v1Deviation = "Alertmanager 0.27+ has no API v1 and answers 410 {status: deprecated}; promgate refuses it with 403 in API v1's error shape"
-		filterWording = "promgate parses filters with Alertmanager's classic matcher parser (bad matcher format); 0.27+ reports the UTF-8 parser's error first"
+	} else {
+		filterWording = "promgate parses filters as Alertmanager 0.27+ does (UTF-8 parser first) and words a bad one as 0.27+; 0.25's classic parser says bad matcher format"
 	}
 
 	for _, tc := range []struct {

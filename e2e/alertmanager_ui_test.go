@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"os/exec"
@@ -265,8 +266,15 @@ func (s *amStack) amtoolAt(t *testing.T, bin string, debug bool, user string, ar
 	if debug {
 		cmd.Env = append(cmd.Env, "SWAGGER_DEBUG=1")
 	}
-	out, err := cmd.CombinedOutput()
-	return string(out), err
+	// stderr only with a failure: amtool warns there when its version and
+	// Alertmanager's differ (0.28 against Debian's 0.25), which would spoil
+	// the JSON on stdout.
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return stdout.String() + stderr.String(), err
+	}
+	return stdout.String(), nil
 }
 
 // TestAmtoolMessages runs the current amtool (0.28) through promgate
