@@ -162,6 +162,11 @@ var expectedRefusals = map[string]string{
 	`p2 info(http_requests_total{code="500"}, {__name__=~"up|node_load1", job="api"})`:   refusedInfo,
 	`p5 info(http_requests_total{code="500"}, {__name__=~"up|node_load1", job="api"})`:   refusedInfo,
 	`p6 info(http_requests_total{code="500"}, {__name__=~"up|node_load1", job="api"})`:   refusedInfo,
+	// p7 (UTF-8 names, Prometheus 3 only) shows some series of those names
+	// too: its dotted label selects a part of them.
+	"p7 info(up)": refusedInfo,
+	`p7 info(up{job="node"}, {__name__="node_cpu_seconds_total", cpu="0", mode="idle"})`: refusedInfo,
+	`p7 info(http_requests_total{code="500"}, {__name__=~"up|node_load1", job="api"})`:   refusedInfo,
 	// limitk keeps the first k series in the order its operand yields
 	// them; where the operand's selector becomes a union of several
 	// policy selectors, that order is not the storage's.

@@ -1,6 +1,10 @@
 package prometheus
 
-import "github.com/promgate/promgate/internal/jsonscan"
+import (
+	"encoding/json"
+
+	"github.com/promgate/promgate/internal/jsonscan"
+)
 
 // The data of /api/v1/targets: active and dropped targets.
 var (
@@ -74,8 +78,55 @@ func filterTargetsData(out, data []byte, allow visibleFunc) ([]byte, int, error)
 			add = append(add, jsonscan.Member{Key: key, Value: f.lists[i]})
 		}
 	}
-	// Counts of dropped targets per pool (newer Prometheus) would tell what
-	// other tenants run.
+	// Prometheus' counts of dropped targets per pool (3.x) would tell what
+	// other tenants run; the tenant gets counts of the dropped targets they
+	// see, for every pool they see (the 3.x UI reads a count for each).
+	if f.top.Found(2) {
+		var active, dropped []byte
+		if f.top.Found(0) {
+			active = f.lists[0]
+		}
+		if f.top.Found(1) {
+			dropped = f.lists[1]
+		}
+		counts, err := droppedCounts(active, dropped)
+		if err != nil {
+			return out, end, err
+		}
+		add = append(add, jsonscan.Member{Key: "droppedTargetCounts", Value: counts})
+	}
 	out, err = jsonscan.WriteObject(out, data, f.top.Spans, jsonscan.DropKeys("activeTargets", "droppedTargets", "droppedTargetCounts"), add)
 	return out, end, err
+}
+
+// droppedCounts counts the kept dropped targets by scrape pool, with a
+// zero for each pool of a kept active target. The lists are the filter's
+// own output, already checked; the endpoint is not a hot path.
+func droppedCounts(active, dropped []byte) ([]byte, error) {
+	type pooled struct {
+		ScrapePool string `json:"scrapePool"`
+	}
+	var as, ds []pooled
+	if len(active) > 0 {
+		if err := json.Unmarshal(active, &as); err != nil {
+			return nil, err
+		}
+	}
+	if len(dropped) > 0 {
+		if err := json.Unmarshal(dropped, &ds); err != nil {
+			return nil, err
+		}
+	}
+	counts := map[string]int{}
+	for _, t := range as {
+		if t.ScrapePool != "" {
+			counts[t.ScrapePool] += 0
+		}
+	}
+	for _, t := range ds {
+		if t.ScrapePool != "" {
+			counts[t.ScrapePool]++
+		}
+	}
+	return json.Marshal(counts)
 }

@@ -323,7 +323,32 @@ func oldTargetsData(data json.RawMessage, allow func(labelSet) bool) ([]byte, er
 		}
 		d[key] = b
 	}
-	delete(d, "droppedTargetCounts")
+	if _, ok := d["droppedTargetCounts"]; ok {
+		// The tenant's own: the kept dropped targets by pool, and a zero
+		// for each pool of a kept active target.
+		type pooled struct {
+			ScrapePool string `json:"scrapePool"`
+		}
+		counts := map[string]int{}
+		for i, key := range []string{"activeTargets", "droppedTargets"} {
+			var ts []pooled
+			if raw, ok := d[key]; ok {
+				if err := json.Unmarshal(raw, &ts); err != nil {
+					return nil, err
+				}
+			}
+			for _, t := range ts {
+				if t.ScrapePool != "" {
+					counts[t.ScrapePool] += i
+				}
+			}
+		}
+		b, err := json.Marshal(counts)
+		if err != nil {
+			return nil, err
+		}
+		d["droppedTargetCounts"] = b
+	}
 	return json.Marshal(d)
 }
 

@@ -437,3 +437,26 @@ func TestQueryCostSummed(t *testing.T) {
 		t.Errorf("an error part: got %d %s", rec.Code, rec.Body)
 	}
 }
+
+// The 3.x UI reads droppedTargetCounts for every pool it lists: the
+// tenant gets the counts of the dropped targets they see, with a zero for
+// each of their active pools, and nothing of other tenants' pools.
+func TestDroppedTargetCounts(t *testing.T) {
+	targets := success(`{"activeTargets":[
+		{"labels":{"team":"a","job":"app-a"},"scrapePool":"app-a"},
+		{"labels":{"team":"b","job":"app-b"},"scrapePool":"app-b"}],
+		"droppedTargets":[{"discoveredLabels":{"team":"a"},"scrapePool":"dropped-a"},{"discoveredLabels":{"team":"a"},"scrapePool":"dropped-a"},{"discoveredLabels":{"team":"b"},"scrapePool":"app-b"}],
+		"droppedTargetCounts":{"app-a":0,"app-b":7,"dropped-a":2}}`)
+	for _, tc := range []struct{ policy, want string }{
+		{`{team="a"}`, `"droppedTargetCounts":{"app-a":0,"dropped-a":2}`},
+		{`{team="b"}`, `"droppedTargetCounts":{"app-b":1}`},
+		{`{team="z"}`, `"droppedTargetCounts":{}`},
+	} {
+		up := &paths{answers: map[string]string{"/api/v1/targets": targets}}
+		rec := httptest.NewRecorder()
+		New(up, Options{}).Handle(rec, httptest.NewRequest("GET", "/api/v1/targets", nil), "/api/v1/targets", enforcer(t, tc.policy))
+		if rec.Code != 200 || !strings.Contains(rec.Body.String(), tc.want) {
+			t.Errorf("%s: %d %s, want %s", tc.policy, rec.Code, rec.Body, tc.want)
+		}
+	}
+}
