@@ -2,5 +2,12 @@
 
 package upstream
 
+import (
+	"net"
+	"syscall"
+)
+
 // alive cannot peek at a connection here; a closed one fails the request.
 func alive(c *conn) bool { return c.br.Buffered() == 0 }
+
+func rawConn(net.Conn) syscall.RawConn { return nil }

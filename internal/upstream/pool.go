@@ -7,6 +7,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -34,6 +35,7 @@ const sweepInterval = 5 * time.Second
 // conn is one keep-alive connection to the upstream.
 type conn struct {
 	nc        net.Conn
+	raw       syscall.RawConn // nc's descriptor, for alive; nil where none
 	br        *bufio.Reader
 	buf       []byte // the request being written
 	idleSince time.Time
@@ -199,5 +201,5 @@ func (d *dialer) dial(ctx context.Context) (*conn, error) {
 		}
 		nc = tc
 	}
-	return &conn{nc: nc, br: bufio.NewReaderSize(nc, readBufferSize)}, nil
+	return &conn{nc: nc, raw: rawConn(nc), br: bufio.NewReaderSize(nc, readBufferSize)}, nil
 }
