@@ -164,6 +164,33 @@ metrics: {per_user: true, max_users: 1}
 		}
 	}
 
+	// A reload without team-b: its series go, team-a's counts stay.
+	authWriteFile(t, file, fmt.Sprintf(`upstreams:
+  prometheus: {url: %s}
+authentication:
+  basic_auth_users: {alice: %s}
+policies:
+  - {name: team-a, subjects: ["user:alice"], selectors: ['{team="a"}']}
+`, prom.url, hash("alice-pw")))
+	if code, body := internalGet(t, http.MethodPost, strings.TrimSuffix(metricsURL, "/metrics")+"/-/reload"); code != 200 {
+		t.Fatalf("reload: %d %s", code, body)
+	}
+	reloaded := scrapeFamilies(t, metricsURL, "text/plain;version=0.0.4")
+	if m := sample(reloaded, "promgate_policy_requests_total", map[string]string{"policy": "team-a", "code": "200"}); m.GetCounter().GetValue() != 2 {
+		t.Errorf("team-a after the reload: %v", m)
+	}
+	for _, name := range []string{"promgate_policy_requests_total", "promgate_policy_request_duration_seconds", "promgate_policy_response_bytes_total"} {
+		if m := sample(reloaded, name, map[string]string{"policy": "team-b", "code": "200"}); m != nil {
+			t.Errorf("%s: team-b's series stayed after the reload", name)
+		}
+		if m := sample(reloaded, name, map[string]string{"policy": "team-b"}); m != nil {
+			t.Errorf("%s: team-b's series stayed after the reload", name)
+		}
+	}
+	if m := sample(reloaded, "promgate_user_requests_total", map[string]string{"user": "alice", "code": "200"}); m != nil {
+		t.Error("per-user series stayed after per_user was turned off")
+	}
+
 	for _, name := range exampleMetricNames(t) {
 		family := name
 		for _, suffix := range []string{"_bucket", "_sum", "_count"} {

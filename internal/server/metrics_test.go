@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
@@ -222,4 +223,15 @@ func count(c prometheus.Collector) int {
 		n++
 	}
 	return n
+}
+
+// The metrics' share of a request: the cached children, two native
+// histograms and the counters.
+func BenchmarkObserve(b *testing.B) {
+	m := newMetrics(prometheus.NewRegistry())
+	info := &requestInfo{policy: "team-a", user: "alice"}
+	b.ReportAllocs()
+	for b.Loop() {
+		m.observe("/api/v1/query", 200, 3*time.Millisecond, info, 512)
+	}
 }
