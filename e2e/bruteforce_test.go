@@ -103,8 +103,8 @@ policies:
 	expectTeams(t, "a second guess from 127.0.0.3", from3, gate.url, basic("carol", "guess-y"), 429)
 	expectTeams(t, "carol still works from 127.0.0.2", from2, gate.url, basic("carol", "carol-pw"), 200, "b")
 
-	if v, err := metricValue(httpClient, gate.url, "promgate_authentication_failures_total"); err != nil || v == "0" {
-		t.Errorf("promgate_authentication_failures_total = %q, %v", v, err)
+	if v, err := metricValue(httpClient, gate.url, `promgate_authentication_failures_total{method="basic"}`); err != nil || v == "0" {
+		t.Errorf("promgate_authentication_failures_total{method=\"basic\"} = %q, %v", v, err)
 	}
 	if strings.Contains(gate.log(), "guess-") || strings.Contains(gate.log(), "carol-pw") {
 		t.Error("a password was logged")

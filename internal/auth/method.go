@@ -1,6 +1,10 @@
 package auth
 
-import "slices"
+import (
+	"net/http"
+	"slices"
+	"strings"
+)
 
 // Method describes one configured authentication method by what it can
 // assert, so that the configuration's checks ask the methods rather than
@@ -57,4 +61,34 @@ func (a *Authenticator) Methods() []Method {
 		ms = append(ms, m)
 	}
 	return ms
+}
+
+// Attempted names the method r's credentials are checked by, for counting
+// refusals by method: one of the Method* constants, "bearer" for a bearer
+// token (an API token or a JWT, told apart only by checking it),
+// "malformed" for an Authorization header no method reads, or "none" when
+// r presents no credentials. It follows the order of Authenticate without
+// checking anything.
+func (a *Authenticator) Attempted(r *http.Request) string {
+	switch {
+	case a.cert != nil && r.TLS != nil && len(r.TLS.PeerCertificates) > 0:
+		return MethodCertificate
+	case a.header != "" && r.Header[a.header] != nil:
+		return MethodHeader
+	}
+	values, present := r.Header["Authorization"]
+	if !present || !a.usesAuthorization() || len(values) != 1 {
+		if present && a.usesAuthorization() {
+			return "malformed"
+		}
+		return "none"
+	}
+	scheme, _, _ := strings.Cut(values[0], " ")
+	switch {
+	case strings.EqualFold(scheme, "Basic") && len(a.users) > 0:
+		return MethodBasic
+	case strings.EqualFold(scheme, "Bearer") && a.bearer():
+		return "bearer"
+	}
+	return "malformed"
 }

@@ -167,4 +167,6 @@ func (v *validator) config(cfg *Config, root *yaml.Node) {
 	v.authentication(&cfg.Authentication, authKey, auth, root)
 	v.groups(cfg.Groups, field(root, "groups"))
 	v.policies(cfg, field(root, "policies"))
+	metricsKey, metrics := entry(root, "metrics")
+	v.metrics(&cfg.Metrics, metricsKey, metrics)
 }

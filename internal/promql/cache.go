@@ -31,11 +31,30 @@ type queryCache struct {
 	mu        sync.Mutex
 	cur, prev map[cacheKey][]string
 	curBytes  int
+	// hits and misses are counted outside the lock, for the cache's
+	// hit ratio in promgate's metrics.
+	hits, misses atomic.Uint64
 }
 
 var rewrites = &queryCache{cur: map[cacheKey][]string{}}
 
+// CacheStats returns how many rewrites were found in the cache and how
+// many were not, since the process started (all Enforcers together).
+func CacheStats() (hits, misses uint64) {
+	return rewrites.hits.Load(), rewrites.misses.Load()
+}
+
 func (c *queryCache) get(k cacheKey) ([]string, bool) {
+	v, ok := c.lookup(k)
+	if ok {
+		c.hits.Add(1)
+	} else {
+		c.misses.Add(1)
+	}
+	return v, ok
+}
+
+func (c *queryCache) lookup(k cacheKey) ([]string, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if v, ok := c.cur[k]; ok {

@@ -68,6 +68,10 @@ func Build(cfg *config.Config, o BuildOptions, logger *slog.Logger) (*State, err
 		Policies:   policy.NewSet(cfg.Rules, cfg.Groups),
 		Prometheus: prom,
 		PromAPI:    promapi.New(prom, promapi.Options{MaxBodyBytes: o.MaxBodyBytes, AlertNamePrefix: pu.AlertsByNamePrefix}),
+		metrics:    cfg.Metrics,
+	}
+	for _, r := range cfg.Rules {
+		st.policyNames = append(st.policyNames, r.Name)
 	}
 	if amu := cfg.Upstreams.Alertmanager; amu != nil {
 		u, err := url.Parse(amu.URL)

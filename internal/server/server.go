@@ -21,6 +21,7 @@ import (
 	"github.com/promgate/promgate/internal/alertmanager"
 	"github.com/promgate/promgate/internal/apierror"
 	"github.com/promgate/promgate/internal/auth"
+	"github.com/promgate/promgate/internal/config"
 	"github.com/promgate/promgate/internal/identity"
 	"github.com/promgate/promgate/internal/policy"
 	promapi "github.com/promgate/promgate/internal/prometheus"
@@ -40,6 +41,11 @@ type State struct {
 	AMAPI        *alertmanager.API
 	// PromQL is the language of the Prometheus upstream (nil: no features).
 	PromQL *promql.Language
+
+	// policyNames are the configuration's policies and metrics its
+	// settings of promgate's metrics.
+	policyNames []string
+	metrics     config.Metrics
 
 	mu    sync.Mutex
 	cache map[string]*access // by user and groups; bounded
@@ -131,6 +137,7 @@ func New(opts Options, st *State) *Server {
 	opts.RoutePrefix = strings.TrimSuffix(opts.RoutePrefix, "/")
 	s := &Server{opts: opts, metrics: newMetrics(opts.Registry)}
 	s.promMetrics = promhttp.HandlerFor(opts.Registry, promhttp.HandlerOpts{})
+	s.metrics.configure(st)
 	s.state.Store(st)
 	if opts.Registry != nil {
 		opts.Registry.MustRegister(idleConnsGauge(s, "prometheus", func(st *State) *upstream.Upstream { return st.Prometheus }))
@@ -157,6 +164,7 @@ func idleConnsGauge(s *Server, role string, of func(*State) *upstream.Upstream) 
 // Swap serves st from now on. The old state's upstream connections close
 // as the requests still using them finish.
 func (s *Server) Swap(st *State) {
+	s.metrics.configure(st)
 	if old := s.state.Swap(st); old != nil && old != st {
 		old.Close()
 	}
@@ -166,12 +174,18 @@ func (s *Server) Swap(st *State) {
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	rec := &recorder{ResponseWriter: w, code: http.StatusOK}
-	handler := s.serve(rec, r)
-	s.metrics.observe(handler, rec.code, time.Since(start))
+	var info requestInfo
+	if r.Body != nil && r.Body != http.NoBody {
+		info.in = &countingBody{ReadCloser: r.Body}
+		r.Body = info.in
+	}
+	handler := s.serve(rec, r, &info)
+	s.metrics.observe(handler, rec.code, time.Since(start), &info, rec.written)
 }
 
-// serve handles r and returns the name of the handler for metrics.
-func (s *Server) serve(w http.ResponseWriter, r *http.Request) string {
+// serve handles r and returns the name of the handler for metrics, and
+// notes what it learnt of the request in info.
+func (s *Server) serve(w http.ResponseWriter, r *http.Request, info *requestInfo) string {
 	path, ok := strings.CutPrefix(r.URL.Path, s.opts.RoutePrefix)
 	if !ok || (path != "" && path[0] != '/') {
 		apierror.Write(w, apierror.New(apierror.NotFound, "not found: %s is outside %s", r.URL.Path, s.opts.RoutePrefix))
@@ -197,7 +211,10 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) string {
 	st := s.state.Load()
 	id, err := st.Auth.Authenticate(r)
 	if err != nil {
-		s.metrics.authFailures.Inc()
+		if _, blocked := auth.RetryAfter(err); blocked {
+			s.metrics.bruteForceBlocks.Inc()
+		}
+		s.metrics.authFailures.WithLabelValues(st.Auth.Attempted(r)).Inc()
 		s.opts.Logger.Info("request refused", "reason", err.Error(), "remote", r.RemoteAddr, "path", path)
 		if secs, ok := auth.RetryAfter(err); ok {
 			w.Header().Set("Retry-After", strconv.Itoa(secs))
@@ -206,15 +223,18 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) string {
 		return "auth"
 	}
 	id.Groups = st.Policies.Groups(id)
+	info.user = id.User
 	acc, err := st.accessFor(id)
 	if err != nil {
 		if errors.Is(err, policy.ErrNoPolicy) {
+			info.policy, info.denial = noPolicy, denyNoPolicy
 			err = apierror.New(apierror.Forbidden, "user %q: %v", id.User, err)
 		}
 		s.opts.Logger.Info("request refused", "user", id.User, "path", path, "reason", err.Error())
 		writeError(w, path, err)
 		return "policy"
 	}
+	info.policy = acc.policy.Rules[0]
 	r = r.WithContext(identity.NewContext(r.Context(), id))
 
 	switch path {
@@ -222,10 +242,14 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) string {
 		writeWhoami(w, id, acc.policy)
 		return "whoami"
 	case "/-/reload":
+		if !acc.policy.AllowAll {
+			info.denial = denyAdminOnly
+		}
 		s.reload(w, r, acc)
 		return "reload"
 	case "/metrics":
 		if !acc.policy.AllowAll {
+			info.denial = denyAdminOnly
 			apierror.Write(w, apierror.New(apierror.Forbidden, "promgate's metrics are for unrestricted users here; operators scrape the internal listener"))
 			return "metrics"
 		}
@@ -350,6 +374,16 @@ type recorder struct {
 	http.ResponseWriter
 	code        int
 	wroteHeader bool
+	written     int64 // body bytes
+}
+
+func (r *recorder) Write(p []byte) (int, error) {
+	if !r.wroteHeader {
+		r.wroteHeader = true
+	}
+	n, err := r.ResponseWriter.Write(p)
+	r.written += int64(n)
+	return n, err
 }
 
 func (r *recorder) WriteHeader(code int) {

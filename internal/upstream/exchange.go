@@ -46,11 +46,28 @@ type exchange struct {
 	stop   func() bool // stops the cancellation of the context
 	sent   chan error  // the streamed body's writer; nil without one
 	broken bool
+	start  time.Time // of roundTrip, for the observer; zero: not observed
 }
 
 // roundTrip sends rq and reads the answer's header; the caller reads the
 // body from x.resp.Body and calls x.finish.
 func (u *Upstream) roundTrip(ctx context.Context, rq *request) (*exchange, error) {
+	var start time.Time
+	if u.observe != nil {
+		start = time.Now()
+	}
+	x, err := u.retryRoundTrip(ctx, rq)
+	if u.observe != nil {
+		if err != nil {
+			u.observe(0, time.Since(start))
+		} else {
+			x.start = start
+		}
+	}
+	return x, err
+}
+
+func (u *Upstream) retryRoundTrip(ctx context.Context, rq *request) (*exchange, error) {
 	for attempt := 0; ; attempt++ {
 		x, err := u.tryRoundTrip(ctx, rq, attempt == 0)
 		if err == nil {
@@ -239,6 +256,9 @@ func (x *exchange) finish() {
 			x.broken = true
 		}
 		t.Stop()
+	}
+	if !x.start.IsZero() && x.resp != nil {
+		x.u.observe(x.resp.StatusCode, time.Since(x.start))
 	}
 	if x.broken || canceled || x.resp == nil || x.resp.Close || x.c.br.Buffered() > 0 {
 		x.c.nc.Close()

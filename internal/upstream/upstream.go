@@ -64,7 +64,13 @@ type Upstream struct {
 	logger        *slog.Logger
 	public        string
 	writeErr      func(w http.ResponseWriter, r *http.Request, err error)
+	observe       func(code int, d time.Duration)
 }
+
+// SetObserver makes every exchange report its status (0 when no answer
+// came) and its duration, from the request's first attempt to the end of
+// the answer's body. It must be called before the Upstream serves.
+func (u *Upstream) SetObserver(f func(code int, d time.Duration)) { u.observe = f }
 
 // New returns an Upstream. Header templates were validated with the
 // configuration; one that fails to parse here is an error.
