@@ -16,6 +16,7 @@ import (
 
 	"github.com/alecthomas/kingpin/v2"
 	"github.com/prometheus/common/model"
+	"github.com/prometheus/common/version"
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/promgate/promgate/internal/config"
@@ -59,6 +60,14 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	app.ErrorWriter(stderr)
 	app.Terminate(nil)
 	app.HelpFlag.Short('h')
+	// As kingpin's Version flag, but on stdout (usage goes to stderr) and
+	// without exiting the process, which run leaves to main.
+	versionShown := false
+	app.Flag("version", "Show the version, revision and Go version.").PreAction(func(*kingpin.ParseContext) error {
+		fmt.Fprintln(stdout, version.Print("promgate"))
+		versionShown = true
+		return nil
+	}).Bool()
 
 	serve := app.Command("serve", "Run the gateway (the default command).").Default()
 	serve.Flag("config.file", "promgate configuration file (promgate.yml).").StringVar(&f.configFile)
@@ -108,6 +117,9 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	explainCmd.Arg("query", "A PromQL query.").StringVar(&ef.query)
 
 	cmd, err := app.Parse(args)
+	if versionShown {
+		return 0
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "promgate: %v\n", err)
 		return 2
