@@ -86,7 +86,8 @@ soak: deps
 
 # Release tarballs for Linux, static and reproducible (no cgo, no local
 # paths), with the version, revision and date in --version, and their
-# SHA-256 sums, in dist/.
+# SHA-256 sums, in dist/ (DIST).
+DIST ?= dist
 DIST_ARCHS ?= amd64 arm64
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo unknown)
 REVISION ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
@@ -97,18 +98,18 @@ LDFLAGS := -s -w -X $(VERSION_PKG).Version=$(VERSION) -X $(VERSION_PKG).Revision
 	-X $(VERSION_PKG).Branch=$(BRANCH) -X $(VERSION_PKG).BuildDate=$(BUILD_DATE) -X $(VERSION_PKG).BuildUser=promgate-make
 
 dist:
-	@set -e; rm -rf dist; mkdir -p dist; \
+	@set -e; rm -rf $(DIST); mkdir -p $(DIST); \
 	for arch in $(DIST_ARCHS); do \
 		name=promgate-$(VERSION).linux-$$arch; \
-		mkdir -p dist/$$name; \
-		CGO_ENABLED=0 GOOS=linux GOARCH=$$arch $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o dist/$$name/promgate ./cmd/promgate; \
-		cp README.md dist/$$name/; \
-		cp -r examples dist/$$name/; \
-		tar -C dist --owner=0 --group=0 --numeric-owner --sort=name -czf dist/$$name.tar.gz $$name; \
-		rm -rf dist/$$name; \
-		echo "dist/$$name.tar.gz"; \
+		mkdir -p $(DIST)/$$name; \
+		CGO_ENABLED=0 GOOS=linux GOARCH=$$arch $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(DIST)/$$name/promgate ./cmd/promgate; \
+		cp README.md $(DIST)/$$name/; \
+		cp -r examples $(DIST)/$$name/; \
+		tar -C $(DIST) --owner=0 --group=0 --numeric-owner --sort=name -czf $(DIST)/$$name.tar.gz $$name; \
+		rm -rf $(DIST)/$$name; \
+		echo "$(DIST)/$$name.tar.gz"; \
 	done; \
-	cd dist && sha256sum *.tar.gz > sha256sums.txt
+	cd $(DIST) && sha256sum *.tar.gz > sha256sums.txt
 
 clean:
-	rm -rf bin dist
+	rm -rf bin $(DIST)

@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -98,5 +99,49 @@ func TestGrafanaDatasources(t *testing.T) {
 	}
 	if f.APIVersion != 1 || !basic || !oauth {
 		t.Errorf("want apiVersion 1 with a basic auth and an OAuth pass-through data source: %+v", f)
+	}
+}
+
+// make dist for one architecture: a tarball holding a static promgate
+// that tells its version, and a sums file that checks.
+func TestMakeDist(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds a release tarball")
+	}
+	for _, tool := range []string{"make", "tar", "sha256sum", "git"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s is not installed", tool)
+		}
+	}
+	dist := t.TempDir()
+	cmd := exec.Command("make", "-C", "../..", "dist", "DIST="+dist, "DIST_ARCHS=amd64", "VERSION=0.0.0-test")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("make dist: %v\n%s", err, out)
+	}
+	tarball := "promgate-0.0.0-test.linux-amd64.tar.gz"
+	sums, err := os.ReadFile(filepath.Join(dist, "sha256sums.txt"))
+	if err != nil || !strings.Contains(string(sums), "  "+tarball+"\n") {
+		t.Fatalf("sha256sums.txt: %v %q", err, sums)
+	}
+	check := exec.Command("sha256sum", "-c", "sha256sums.txt")
+	check.Dir = dist
+	if out, err := check.CombinedOutput(); err != nil {
+		t.Fatalf("sha256sum -c: %v\n%s", err, out)
+	}
+	x := t.TempDir()
+	if out, err := exec.Command("tar", "-C", x, "-xzf", filepath.Join(dist, tarball)).CombinedOutput(); err != nil {
+		t.Fatalf("tar: %v\n%s", err, out)
+	}
+	dir := filepath.Join(x, "promgate-0.0.0-test.linux-amd64")
+	for _, f := range []string{"README.md", "examples/systemd/promgate.service", "examples/grafana/datasource.yml"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			t.Error(err)
+		}
+	}
+	if runtime.GOOS == "linux" && runtime.GOARCH == "amd64" {
+		out, err := exec.Command(filepath.Join(dir, "promgate"), "--version").Output()
+		if err != nil || !strings.HasPrefix(string(out), "promgate, version 0.0.0-test ") || strings.Contains(string(out), "revision: unknown") {
+			t.Errorf("--version: %v %q", err, out)
+		}
 	}
 }
