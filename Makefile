@@ -2,7 +2,7 @@ SHELL := /bin/bash
 GO ?= go
 FUZZTIME ?= 30s
 
-.PHONY: all build test unit e2e e2e-oldest e2e-current upstreams fuzz demo deps vet bench bench-quick soak clean
+.PHONY: all build test unit e2e e2e-oldest e2e-current upstreams fuzz demo deps vet bench bench-quick soak clean dist
 
 all: build
 
@@ -84,5 +84,32 @@ SOAK_DURATION ?= 8m
 soak: deps
 	$(GO) run ./tools/soak -duration=$(SOAK_DURATION)
 
+# Release tarballs for Linux, static and reproducible (no cgo, no local
+# paths), with the version, revision and date in --version, and their
+# SHA-256 sums, in dist/ (DIST).
+DIST ?= dist
+DIST_ARCHS ?= amd64 arm64
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo unknown)
+REVISION ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+BRANCH ?= $(shell git rev-parse --abbrev-ref HEAD 2>/dev/null)
+BUILD_DATE ?= $(shell date -u +%Y%m%d-%H:%M:%S)
+VERSION_PKG := github.com/prometheus/common/version
+LDFLAGS := -s -w -X $(VERSION_PKG).Version=$(VERSION) -X $(VERSION_PKG).Revision=$(REVISION) \
+	-X $(VERSION_PKG).Branch=$(BRANCH) -X $(VERSION_PKG).BuildDate=$(BUILD_DATE) -X $(VERSION_PKG).BuildUser=promgate-make
+
+dist:
+	@set -e; rm -rf $(DIST); mkdir -p $(DIST); \
+	for arch in $(DIST_ARCHS); do \
+		name=promgate-$(VERSION).linux-$$arch; \
+		mkdir -p $(DIST)/$$name; \
+		CGO_ENABLED=0 GOOS=linux GOARCH=$$arch $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(DIST)/$$name/promgate ./cmd/promgate; \
+		cp README.md $(DIST)/$$name/; \
+		cp -r examples $(DIST)/$$name/; \
+		tar -C $(DIST) --owner=0 --group=0 --numeric-owner --sort=name -czf $(DIST)/$$name.tar.gz $$name; \
+		rm -rf $(DIST)/$$name; \
+		echo "$(DIST)/$$name.tar.gz"; \
+	done; \
+	cd $(DIST) && sha256sum *.tar.gz > sha256sums.txt
+
 clean:
-	rm -rf bin
+	rm -rf bin $(DIST)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/alecthomas/kingpin/v2"
 	"github.com/prometheus/common/model"
+	"github.com/prometheus/common/version"
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/promgate/promgate/internal/config"
@@ -59,6 +60,14 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	app.ErrorWriter(stderr)
 	app.Terminate(nil)
 	app.HelpFlag.Short('h')
+	// As kingpin's Version flag, but on stdout (usage goes to stderr) and
+	// without exiting the process, which run leaves to main.
+	versionShown := false
+	app.Flag("version", "Show the version, revision and Go version.").PreAction(func(*kingpin.ParseContext) error {
+		fmt.Fprintln(stdout, version.Print("promgate"))
+		versionShown = true
+		return nil
+	}).Bool()
 
 	serve := app.Command("serve", "Run the gateway (the default command).").Default()
 	serve.Flag("config.file", "promgate configuration file (promgate.yml).").StringVar(&f.configFile)
@@ -95,7 +104,22 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	hash.Flag("cost", "bcrypt cost.").Default("10").IntVar(&f.hashCost)
 	hashToken := app.Command("hash-token", "Read an API token on stdin and print its SHA-256, for api_tokens.")
 
+	var ef explainFlags
+	explainCmd := app.Command("explain", "Print what promgate makes of an identity's request from the configuration alone: its groups, policies, selectors and what would be sent upstream. Exit 1 when it would be refused.")
+	explainCmd.Flag("config.file", "promgate configuration file (promgate.yml).").Required().StringVar(&f.configFile)
+	explainCmd.Flag("user", "The user to explain for.").Required().StringVar(&ef.user)
+	explainCmd.Flag("group", "A group the authenticator asserts (repeatable); the configuration's groups are added.").StringsVar(&ef.groups)
+	explainCmd.Flag("method", "The authentication method (basic, bearer, jwt, header, cert), shown as /-/whoami shows it.").StringVar(&ef.method)
+	explainCmd.Flag("match", "A match[] selector of the series, labels or federate endpoints (repeatable).").StringsVar(&ef.match)
+	explainCmd.Flag("alertmanager-filter", "Show the filter applied to Alertmanager's alert listings.").BoolVar(&ef.amAlert)
+	explainCmd.Flag("silence", "Matchers of a silence, as amtool takes them ('{alertname=\"x\", team=\"a\"}'): is it the user's, and what is added.").StringVar(&ef.silence)
+	explainCmd.Flag("json", "Print the explanation as JSON.").BoolVar(&ef.json)
+	explainCmd.Arg("query", "A PromQL query.").StringVar(&ef.query)
+
 	cmd, err := app.Parse(args)
+	if versionShown {
+		return 0
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "promgate: %v\n", err)
 		return 2
@@ -110,6 +134,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return hashPassword(stdin, stdout, stderr, f.hashCost)
 	case hashToken.FullCommand():
 		return hashAPIToken(stdin, stdout, stderr)
+	case explainCmd.FullCommand():
+		return explain(f, ef, stdout, stderr, logger)
 	}
 	if err := serveGateway(f, logger); err != nil {
 		logger.Error("promgate stopped", "err", err)

@@ -239,6 +239,10 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, info *requestInfo
 
 	switch path {
 	case "/-/whoami":
+		if wantsHTML(r) {
+			s.serveWhoamiPage(w, r, st, id)
+			return "whoami"
+		}
 		writeWhoami(w, id, acc.policy)
 		return "whoami"
 	case "/-/reload":
