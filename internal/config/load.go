@@ -167,4 +167,5 @@ func (v *validator) config(cfg *Config, root *yaml.Node) {
 	v.authentication(&cfg.Authentication, authKey, auth, root)
 	v.groups(cfg.Groups, field(root, "groups"))
 	v.policies(cfg, field(root, "policies"))
+	v.allLimits(cfg, root)
 }
