@@ -18,17 +18,34 @@ import (
 // empty blocked_queries list) lifts the limit.
 type Limits struct {
 	MaxConcurrent  *int            `yaml:"max_concurrent"`
-	MaxQueueWait   *model.Duration `yaml:"max_queue_wait"`
+	MaxQueueWait   *Duration `yaml:"max_queue_wait"`
 	Rate           *float64        `yaml:"rate"`
 	Burst          *int            `yaml:"burst"`
-	MaxRange       *model.Duration `yaml:"max_range"`
-	MaxLookback    *model.Duration `yaml:"max_lookback"`
-	MinStep        *model.Duration `yaml:"min_step"`
+	MaxRange       *Duration `yaml:"max_range"`
+	MaxLookback    *Duration `yaml:"max_lookback"`
+	MinStep        *Duration `yaml:"min_step"`
 	MaxPoints      *int            `yaml:"max_points"`
 	MaxQueryLength *int            `yaml:"max_query_length"`
 	BlockedQueries *[]BlockedQuery `yaml:"blocked_queries"`
 
 	blocked []limits.Blocked // compiled by the validator
+}
+
+// Duration is a duration as Prometheus writes them (30s, 5m, 1h30m, 7d).
+type Duration time.Duration
+
+// UnmarshalYAML reads a Duration; an error names its line.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	var s string
+	if err := n.Decode(&s); err != nil {
+		return err
+	}
+	v, err := model.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("line %d: %q is not a duration (such as 30s, 5m, 1h30m, 7d)", n.Line, s)
+	}
+	*d = Duration(v)
+	return nil
 }
 
 // BlockedQuery refuses the queries its pattern matches (whole text), with
@@ -53,7 +70,7 @@ func (v *validator) limits(l *Limits, where string, key, n *yaml.Node) {
 			v.errorf(at(name), "%s.%s must not be negative (0 lifts the limit)", where, name)
 		}
 	}
-	nonNegDur := func(name string, p *model.Duration) {
+	nonNegDur := func(name string, p *Duration) {
 		if p != nil && *p < 0 {
 			v.errorf(at(name), "%s.%s must not be negative (0 lifts the limit)", where, name)
 		}
@@ -86,11 +103,13 @@ func (v *validator) limits(l *Limits, where string, key, n *yaml.Node) {
 			v.errorf(line, "%s.blocked_queries #%d: pattern is required", where, i+1)
 			continue
 		}
-		re, err := regexp.Compile("^(?:" + b.Pattern + ")$")
-		if err != nil {
+		// Checked alone so that the message shows the pattern as written.
+		if _, err := regexp.Compile(b.Pattern); err != nil {
 			v.errorf(line, "%s.blocked_queries #%d: invalid pattern %q: %v", where, i+1, b.Pattern, err)
 			continue
 		}
+		// Anchored: a pattern matches the whole query, as in Mimir.
+		re := regexp.MustCompile("^(?:" + b.Pattern + ")$")
 		l.blocked = append(l.blocked, limits.Blocked{Pattern: re, Reason: b.Reason})
 	}
 }
@@ -139,7 +158,7 @@ func (c *Config) LimitsFor(rules []string) *limits.Limits {
 			}
 		}
 	}
-	setDur := func(dst *time.Duration, get func(*Limits) *model.Duration) {
+	setDur := func(dst *time.Duration, get func(*Limits) *Duration) {
 		for _, l := range chain {
 			if p := get(l); p != nil {
 				*dst = time.Duration(*p)
@@ -148,7 +167,7 @@ func (c *Config) LimitsFor(rules []string) *limits.Limits {
 		}
 	}
 	setInt(&out.MaxConcurrent, func(l *Limits) *int { return l.MaxConcurrent })
-	setDur(&out.MaxQueueWait, func(l *Limits) *model.Duration { return l.MaxQueueWait })
+	setDur(&out.MaxQueueWait, func(l *Limits) *Duration { return l.MaxQueueWait })
 	for _, l := range chain {
 		if l.Rate != nil {
 			out.Rate = *l.Rate
@@ -156,9 +175,9 @@ func (c *Config) LimitsFor(rules []string) *limits.Limits {
 		}
 	}
 	setInt(&out.Burst, func(l *Limits) *int { return l.Burst })
-	setDur(&out.MaxRange, func(l *Limits) *model.Duration { return l.MaxRange })
-	setDur(&out.MaxLookback, func(l *Limits) *model.Duration { return l.MaxLookback })
-	setDur(&out.MinStep, func(l *Limits) *model.Duration { return l.MinStep })
+	setDur(&out.MaxRange, func(l *Limits) *Duration { return l.MaxRange })
+	setDur(&out.MaxLookback, func(l *Limits) *Duration { return l.MaxLookback })
+	setDur(&out.MinStep, func(l *Limits) *Duration { return l.MinStep })
 	setInt(&out.MaxPoints, func(l *Limits) *int { return l.MaxPoints })
 	setInt(&out.MaxQueryLength, func(l *Limits) *int { return l.MaxQueryLength })
 	for _, l := range chain {

@@ -2,6 +2,7 @@ package limits
 
 import (
 	"errors"
+	"math"
 	"sync"
 	"time"
 
@@ -70,13 +71,17 @@ func (l *Limits) CheckQuery(q Query) error {
 // reads, through ranges, offsets, subqueries and @, as Prometheus'
 // FindMinMaxTime computes it, without the lookback delta of instant
 // selectors (a limit of 7d should let a dashboard show the last 7 days).
-// A query that selects nothing reaches start.
+// A query that selects nothing reaches start; one whose selectors all
+// carry @ end() reaches only as far as they do.
 func Earliest(query string, start, end time.Time) (time.Time, error) {
 	terms, err := reachOf(query)
 	if err != nil {
 		return time.Time{}, err
 	}
-	earliest := start
+	if len(terms) == 0 {
+		return start, nil
+	}
+	earliest := time.Unix(math.MaxInt32, 0)
 	for _, t := range terms {
 		var anchor time.Time
 		switch t.anchor {
