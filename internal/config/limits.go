@@ -18,12 +18,12 @@ import (
 // empty blocked_queries list) lifts the limit.
 type Limits struct {
 	MaxConcurrent  *int            `yaml:"max_concurrent"`
-	MaxQueueWait   *Duration `yaml:"max_queue_wait"`
+	MaxQueueWait   *Duration       `yaml:"max_queue_wait"`
 	Rate           *float64        `yaml:"rate"`
 	Burst          *int            `yaml:"burst"`
-	MaxRange       *Duration `yaml:"max_range"`
-	MaxLookback    *Duration `yaml:"max_lookback"`
-	MinStep        *Duration `yaml:"min_step"`
+	MaxRange       *Duration       `yaml:"max_range"`
+	MaxLookback    *Duration       `yaml:"max_lookback"`
+	MinStep        *Duration       `yaml:"min_step"`
 	MaxPoints      *int            `yaml:"max_points"`
 	MaxQueryLength *int            `yaml:"max_query_length"`
 	BlockedQueries *[]BlockedQuery `yaml:"blocked_queries"`

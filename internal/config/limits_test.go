@@ -49,7 +49,7 @@ policies:
 `, []string{
 			`line 13: policy "p": limits.burst needs rate`,
 			`line 14: policy "p": limits.max_queue_wait must be at most 1m`,
-			`line 16: policy "p": limits.blocked_queries #1: invalid pattern "up(": error parsing regexp: missing closing ): `+"`up(`",
+			`line 16: policy "p": limits.blocked_queries #1: invalid pattern "up(": error parsing regexp: missing closing ): ` + "`up(`",
 			`line 17: policy "p": limits.blocked_queries #2: pattern is required`,
 		}},
 		{"unknown key", `limits:
