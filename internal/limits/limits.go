@@ -98,7 +98,8 @@ func guardError(limit, format string, args ...any) *Error {
 	return &Error{Kind: Guard, Limit: limit, Msg: fmt.Sprintf(format, args...)}
 }
 
-// FormatDuration prints d as Prometheus does (30d, 1h30m), for messages.
+// FormatDuration prints d for messages in the units of the configuration
+// (30d, 1h30m); days are the largest unit, so 30d reads as written.
 func FormatDuration(d time.Duration) string {
 	if d <= 0 {
 		return "0s"
@@ -108,7 +109,7 @@ func FormatDuration(d time.Duration) string {
 	for _, u := range []struct {
 		n    int64
 		unit string
-	}{{365 * 24 * 3600 * 1000, "y"}, {7 * 24 * 3600 * 1000, "w"}, {24 * 3600 * 1000, "d"}, {3600 * 1000, "h"}, {60 * 1000, "m"}, {1000, "s"}, {1, "ms"}} {
+	}{{24 * 3600 * 1000, "d"}, {3600 * 1000, "h"}, {60 * 1000, "m"}, {1000, "s"}, {1, "ms"}} {
 		if ms >= u.n {
 			fmt.Fprintf(&b, "%d%s", ms/u.n, u.unit)
 			ms %= u.n
