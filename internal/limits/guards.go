@@ -21,8 +21,8 @@ type Query struct {
 }
 
 // CheckQuery refuses a query over a guard of l with an *Error of kind
-// Guard naming the limit. The query is assumed to parse (the enforcer
-// parsed it); one that does not only meets the guards that need no parsing.
+// Guard naming the limit. A query that does not parse is refused by a
+// plain error when a guard needs to parse it.
 func (l *Limits) CheckQuery(q Query) error {
 	if !l.Guards() {
 		return nil
@@ -55,8 +55,11 @@ func (l *Limits) CheckQuery(q Query) error {
 	}
 	if l.MaxLookback > 0 {
 		earliest, err := Earliest(q.Text, q.Start, q.End)
-		if err != nil {
+		switch {
+		case errors.Is(err, errDurationExpr):
 			return guardError("max_lookback", "%v (max_lookback)", err)
+		case err != nil:
+			return err // the query does not parse: no limit's business
 		}
 		oldest := q.Now.Add(-l.MaxLookback)
 		if earliest.Before(oldest) {

@@ -1,7 +1,9 @@
 package prometheus
 
 import (
+	"bytes"
 	"errors"
+	"io"
 	"math"
 	"net/http"
 	"net/url"
@@ -54,9 +56,41 @@ func checkGuards(r *http.Request, path string, vs url.Values) error {
 		if errors.As(err, &le) {
 			return apierror.Wrap(apierror.Execution, err)
 		}
-		return err
+		return apierror.New(apierror.BadData, "invalid parameter \"query\": %v", err)
 	}
 	return nil
+}
+
+// CheckGuards applies the query guards of r's identity (package limits) to
+// a query of an allow_all identity, which goes upstream as asked: the
+// parameters are read as for a restricted identity, and a body is left for
+// the upstream to read.
+func (a *API) CheckGuards(r *http.Request, path string) error {
+	if !limits.FromContext(r.Context()).Guards() {
+		return nil
+	}
+	var p params
+	switch path {
+	case "/api/v1/query":
+		p = queryParams
+	case "/api/v1/query_range":
+		p = rangeParams
+	default:
+		return nil
+	}
+	if r.Method == http.MethodPost && r.Body != nil && r.Body != http.NoBody {
+		body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, a.maxBody))
+		if err != nil {
+			return apierror.New(apierror.TooLarge, "request body larger than %d bytes", a.maxBody)
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		defer func() { r.Body = io.NopCloser(bytes.NewReader(body)) }()
+	}
+	vs, err := readForm(r, p, a.maxBody)
+	if err != nil {
+		return err
+	}
+	return checkGuards(r, path, vs)
 }
 
 // parseTime reads a time as Prometheus does: Unix seconds or RFC 3339. A

@@ -20,11 +20,14 @@ import (
 // limitsServer is promgate with the given limits sections in front of a
 // counting upstream; users name themselves in X-User (cheap to check, so
 // that benchmarks measure the limits, not bcrypt).
-func limitsServer(tb testing.TB, defaults, teamA string) (*Server, *atomic.Int64) {
+func limitsServer(tb testing.TB, defaults, teamA string) (*Server, *upstreamLog) {
 	tb.Helper()
-	var calls atomic.Int64
+	var calls upstreamLog
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		calls.Add(1)
+		if r.ParseForm() == nil {
+			calls.last.Store(r.Form.Get("query"))
+		}
 		io.WriteString(w, `{"status":"success","data":{"resultType":"vector","result":[]}}`)
 	}))
 	tb.Cleanup(up.Close)
@@ -39,6 +42,7 @@ policies:
     selectors: ['{team="a"}']
 %s
   - {name: b, subjects: ["user:bob"], selectors: ['{team="b"}']}
+  - {name: admins, subjects: ["user:root"], allow_all: true}
 `, up.URL, defaults, teamA))
 	if err != nil {
 		tb.Fatal(err)
@@ -49,6 +53,12 @@ policies:
 		tb.Fatal(err)
 	}
 	return New(Options{Logger: logger, Registry: prometheus.NewRegistry()}, st), &calls
+}
+
+// upstreamLog counts the upstream's requests and keeps the last query.
+type upstreamLog struct {
+	atomic.Int64
+	last atomic.Value
 }
 
 func get(srv http.Handler, user, target string) *httptest.ResponseRecorder {
@@ -85,6 +95,9 @@ func TestLimitsServe(t *testing.T) {
 		{"range within max_range", "bob", rangeQ("up", "1699990000"), 200, "success", "", true},
 		{"blocked pattern", "bob", "/api/v1/query?query=" + url.QueryEscape(`histogram_quantile(0.9, rate(x_bucket[5m]))`), 422, "histograms are read through recording rules", "", false},
 		{"unreadable start", "bob", rangeQ("up", "yesterday"), 400, `invalid parameter \"start\"`, "", false},
+		{"allow_all meets the default guards too", "root", rangeQ("up", "1699900000"), 422, "(max_range)", "", false},
+		{"allow_all within them passes as asked", "root", rangeQ("up", "1699990000"), 200, "success", "", true},
+		{"allow_all query that does not parse is the upstream's to refuse", "root", rangeQ("up{", "1699990000"), 200, "success", "", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := calls.Load()
@@ -99,6 +112,33 @@ func TestLimitsServe(t *testing.T) {
 				t.Errorf("upstream called: %v, want %v", sent, tc.upstream)
 			}
 		})
+	}
+}
+
+// An allow_all identity's POST body is read for the guards and still
+// reaches the upstream whole.
+func TestLimitsAllowAllPost(t *testing.T) {
+	srv, calls := limitsServer(t, "limits: {max_query_length: 20}", "")
+	for _, tc := range []struct {
+		query  string
+		status int
+	}{{"sum(rate(x[5m]))", 200}, {"sum(rate(some_long_metric_name[5m]))", 422}} {
+		calls.last.Store("")
+		req := httptest.NewRequest("POST", "/api/v1/query", strings.NewReader(url.Values{"query": {tc.query}}.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("X-User", "root")
+		rec := httptest.NewRecorder()
+		srv.ServeHTTP(rec, req)
+		if rec.Code != tc.status {
+			t.Errorf("%s: %d %s", tc.query, rec.Code, rec.Body)
+		}
+		want := ""
+		if tc.status == 200 {
+			want = tc.query
+		}
+		if got := calls.last.Load(); got != want {
+			t.Errorf("%s: the upstream read %q, want %q", tc.query, got, want)
+		}
 	}
 }
 

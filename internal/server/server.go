@@ -243,7 +243,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) string {
 		return "metrics"
 	}
 
-	r, release, ok := s.admit(w, r, path, id, acc)
+	r, release, ok := s.admit(w, r, st, path, id, acc)
 	if !ok {
 		return "limits"
 	}
