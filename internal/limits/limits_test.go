@@ -192,3 +192,12 @@ func TestNoLimits(t *testing.T) {
 	}
 	release()
 }
+
+func TestCheckQueryUnparsable(t *testing.T) {
+	l := &Limits{MaxLookback: time.Hour}
+	err := l.CheckQuery(Query{Text: `up{`, Start: t0, End: t0, Now: t0})
+	var le *Error
+	if err == nil || errors.As(err, &le) {
+		t.Fatalf("got %v, want a parse error that is not a limit's", err)
+	}
+}
