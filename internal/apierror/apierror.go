@@ -22,6 +22,7 @@ const (
 	NotFound         Type = "not_found"          // 404
 	MethodNotAllowed Type = "method_not_allowed" // 405
 	TooLarge         Type = "too_large"          // 413
+	Execution        Type = "execution"          // 422
 	UnsupportedMedia Type = "unsupported_media"  // 415
 	TooManyRequests  Type = "too_many_requests"  // 429
 	Canceled         Type = "canceled"           // 499
@@ -38,6 +39,7 @@ var statuses = map[Type]int{
 	NotFound:         http.StatusNotFound,
 	MethodNotAllowed: http.StatusMethodNotAllowed,
 	TooLarge:         http.StatusRequestEntityTooLarge,
+	Execution:        http.StatusUnprocessableEntity,
 	UnsupportedMedia: http.StatusUnsupportedMediaType,
 	TooManyRequests:  http.StatusTooManyRequests,
 	Canceled:         499,

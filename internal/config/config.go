@@ -16,6 +16,8 @@ type Config struct {
 	Groups         map[string][]string `yaml:"groups"`
 	Policies       []Policy            `yaml:"policies"`
 	Metrics        Metrics             `yaml:"metrics"`
+	// Limits are the default limits of every identity; see limits.go.
+	Limits *Limits `yaml:"limits"`
 
 	// Rules are the policies compiled by Load (selectors parsed, subjects
 	// checked), ready for policy.NewSet.
@@ -179,4 +181,6 @@ type Policy struct {
 	Subjects  []string `yaml:"subjects"`
 	Selectors []string `yaml:"selectors"`
 	AllowAll  bool     `yaml:"allow_all"`
+	// Limits override the top-level limits for this policy's identities.
+	Limits *Limits `yaml:"limits"`
 }

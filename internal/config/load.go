@@ -169,4 +169,5 @@ func (v *validator) config(cfg *Config, root *yaml.Node) {
 	v.policies(cfg, field(root, "policies"))
 	metricsKey, metrics := entry(root, "metrics")
 	v.metrics(&cfg.Metrics, metricsKey, metrics)
+	v.allLimits(cfg, root)
 }

@@ -167,6 +167,9 @@ func (a *API) query(w http.ResponseWriter, r *http.Request, path string, p param
 		}
 		return apierror.Wrap(apierror.BadData, err)
 	}
+	if err := checkGuards(r, path, vs); err != nil {
+		return err
+	}
 	if err := a.checkQueryNames(r, exprs); err != nil {
 		return err
 	}

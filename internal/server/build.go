@@ -67,6 +67,7 @@ func Build(cfg *config.Config, o BuildOptions, logger *slog.Logger) (*State, err
 		Auth:       a,
 		Policies:   policy.NewSet(cfg.Rules, cfg.Groups),
 		Prometheus: prom,
+		LimitsFor:  cfg.LimitsFor,
 		PromAPI:    promapi.New(prom, promapi.Options{MaxBodyBytes: o.MaxBodyBytes, AlertNamePrefix: pu.AlertsByNamePrefix}),
 		metrics:    cfg.Metrics,
 	}

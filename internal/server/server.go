@@ -23,6 +23,7 @@ import (
 	"github.com/promgate/promgate/internal/auth"
 	"github.com/promgate/promgate/internal/config"
 	"github.com/promgate/promgate/internal/identity"
+	"github.com/promgate/promgate/internal/limits"
 	"github.com/promgate/promgate/internal/policy"
 	promapi "github.com/promgate/promgate/internal/prometheus"
 	"github.com/promgate/promgate/internal/promql"
@@ -41,6 +42,9 @@ type State struct {
 	AMAPI        *alertmanager.API
 	// PromQL is the language of the Prometheus upstream (nil: no features).
 	PromQL *promql.Language
+	// LimitsFor gives the limits of the identities a policy's rules match
+	// (nil: no limits).
+	LimitsFor func(rules []string) *limits.Limits
 
 	// policyNames are the configuration's policies and metrics its
 	// settings of promgate's metrics.
@@ -56,6 +60,7 @@ type access struct {
 	policy    *policy.Policy
 	selectors [][]*labels.Matcher // nil for allow_all
 	enforcer  *promql.Enforcer    // nil for allow_all
+	limits    *limits.Limits      // nil: none
 }
 
 const maxCachedIdentities = 10000
@@ -82,6 +87,9 @@ func (st *State) accessFor(id identity.Identity) (*access, error) {
 		return nil, err
 	}
 	a = &access{policy: p}
+	if st.LimitsFor != nil {
+		a.limits = st.LimitsFor(p.Rules)
+	}
 	if !p.AllowAll {
 		ms := make([][]*labels.Matcher, len(p.Selectors))
 		for i, s := range p.Selectors {
@@ -127,6 +135,8 @@ type Server struct {
 	state       atomic.Pointer[State]
 	metrics     *metrics
 	promMetrics http.Handler // /metrics
+	// limits is the users' admission state; it outlives reloads.
+	limits *limits.Registry
 }
 
 // New returns a Server serving st.
@@ -135,7 +145,7 @@ func New(opts Options, st *State) *Server {
 		opts.Logger = slog.Default()
 	}
 	opts.RoutePrefix = strings.TrimSuffix(opts.RoutePrefix, "/")
-	s := &Server{opts: opts, metrics: newMetrics(opts.Registry)}
+	s := &Server{opts: opts, metrics: newMetrics(opts.Registry), limits: limits.NewRegistry(0)}
 	s.promMetrics = promhttp.HandlerFor(opts.Registry, promhttp.HandlerOpts{})
 	s.metrics.configure(st)
 	s.state.Store(st)
@@ -260,6 +270,12 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, info *requestInfo
 		s.promMetrics.ServeHTTP(w, r)
 		return "metrics"
 	}
+
+	r, release, ok := s.admit(w, r, st, path, id, acc)
+	if !ok {
+		return "limits"
+	}
+	defer release()
 
 	if amPath, ok := alertmanagerPath(path); ok {
 		if st.AMAPI == nil {
