@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/promgate/promgate/internal/audit"
 	"github.com/promgate/promgate/internal/auth"
 	"github.com/promgate/promgate/internal/config"
 	"github.com/promgate/promgate/internal/server"
@@ -119,6 +120,9 @@ func serveGateway(f flags, logger *slog.Logger) error {
 		// One Guard for the life of the process: a reload must not reset
 		// the failed-login counts.
 		Auth: auth.Runtime{Guard: auth.NewGuard(), Logger: logger},
+		// One set of audit files for the process: SIGUSR1 reopens them
+		// after logrotate moved them, whichever configuration named them.
+		AuditFiles: audit.NewFiles(),
 	}
 
 	first, err := load(f, bo, logger)
@@ -162,6 +166,7 @@ func serveGateway(f flags, logger *slog.Logger) error {
 			}
 		}
 	}()
+	go reopenAuditOnSIGUSR1(ctx, bo.AuditFiles, logger)
 	if f.autoReload > 0 {
 		go rl.watch(ctx, f.autoReload)
 	}
@@ -217,4 +222,24 @@ func serveGateway(f flags, logger *slog.Logger) error {
 		defer func() { _ = internalSrv.Shutdown(sctx) }()
 	}
 	return httpSrv.Shutdown(sctx)
+}
+
+// reopenAuditOnSIGUSR1 reopens the audit files on SIGUSR1, as logrotate's
+// postrotate asks, until ctx ends.
+func reopenAuditOnSIGUSR1(ctx context.Context, files *audit.Files, logger *slog.Logger) {
+	usr1 := make(chan os.Signal, 1)
+	signal.Notify(usr1, syscall.SIGUSR1)
+	defer signal.Stop(usr1)
+	for {
+		select {
+		case <-usr1:
+			if err := files.Reopen(); err != nil {
+				logger.Error("audit log not reopened", "err", err)
+			} else {
+				logger.Info("audit log reopened")
+			}
+		case <-ctx.Done():
+			return
+		}
+	}
 }

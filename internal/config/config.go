@@ -15,6 +15,7 @@ type Config struct {
 	Authentication Authentication      `yaml:"authentication"`
 	Groups         map[string][]string `yaml:"groups"`
 	Policies       []Policy            `yaml:"policies"`
+	Audit          *Audit              `yaml:"audit"`
 
 	// Rules are the policies compiled by Load (selectors parsed, subjects
 	// checked), ready for policy.NewSet.

@@ -6,6 +6,7 @@ package server
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/promgate/promgate/internal/alertmanager"
 	"github.com/promgate/promgate/internal/apierror"
+	"github.com/promgate/promgate/internal/audit"
 	"github.com/promgate/promgate/internal/auth"
 	"github.com/promgate/promgate/internal/identity"
 	"github.com/promgate/promgate/internal/policy"
@@ -40,6 +42,8 @@ type State struct {
 	AMAPI        *alertmanager.API
 	// PromQL is the language of the Prometheus upstream (nil: no features).
 	PromQL *promql.Language
+	// Audit writes the audit log; nil when it is off.
+	Audit *audit.Logger
 
 	mu    sync.Mutex
 	cache map[string]*access // by user and groups; bounded
@@ -164,6 +168,12 @@ func (s *Server) Swap(st *State) {
 
 // ServeHTTP runs the pipeline for one request.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if lg := s.state.Load().Audit; lg != nil {
+		var aw *auditWriter
+		aw, r = startAudit(w, r)
+		w = aw
+		defer aw.finish(lg)
+	}
 	start := time.Now()
 	rec := &recorder{ResponseWriter: w, code: http.StatusOK}
 	handler := s.serve(rec, r)
@@ -198,6 +208,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) string {
 	id, err := st.Auth.Authenticate(r)
 	if err != nil {
 		s.metrics.authFailures.Inc()
+		audit.From(r.Context()).Deny("authentication failed: " + err.Error())
 		s.opts.Logger.Info("request refused", "reason", err.Error(), "remote", r.RemoteAddr, "path", path)
 		if secs, ok := auth.RetryAfter(err); ok {
 			w.Header().Set("Retry-After", strconv.Itoa(secs))
@@ -206,15 +217,19 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) string {
 		return "auth"
 	}
 	id.Groups = st.Policies.Groups(id)
+	ar := audit.From(r.Context())
+	ar.SetIdentity(id.User, id.Groups, id.Method)
 	acc, err := st.accessFor(id)
 	if err != nil {
 		if errors.Is(err, policy.ErrNoPolicy) {
 			err = apierror.New(apierror.Forbidden, "user %q: %v", id.User, err)
+			ar.Deny(fmt.Sprintf("no policy names user %q or the groups %v", id.User, id.Groups))
 		}
 		s.opts.Logger.Info("request refused", "user", id.User, "path", path, "reason", err.Error())
 		writeError(w, path, err)
 		return "policy"
 	}
+	ar.SetPolicy(acc.policy.Rules, acc.policy.AllowAll)
 	r = r.WithContext(identity.NewContext(r.Context(), id))
 
 	switch path {
@@ -287,6 +302,7 @@ func alertmanagerPath(path string) (string, bool) {
 // passthrough sends an unrestricted identity's request upstream as asked.
 func passthrough(w http.ResponseWriter, r *http.Request, up *upstream.Upstream, path string) {
 	out := r.Clone(r.Context())
+	auditPassthrough(out)
 	out.URL.Path = path
 	out.URL.RawPath = ""
 	up.ServeHTTP(w, out)
