@@ -166,7 +166,11 @@ func serveGateway(f flags, logger *slog.Logger) error {
 			}
 		}
 	}()
-	go reopenAuditOnSIGUSR1(ctx, bo.AuditFiles, logger)
+	// Registered before serving: SIGUSR1's default action ends the process.
+	usr1 := make(chan os.Signal, 1)
+	signal.Notify(usr1, syscall.SIGUSR1)
+	defer signal.Stop(usr1)
+	go reopenAudit(ctx, usr1, bo.AuditFiles, logger)
 	if f.autoReload > 0 {
 		go rl.watch(ctx, f.autoReload)
 	}
@@ -224,12 +228,9 @@ func serveGateway(f flags, logger *slog.Logger) error {
 	return httpSrv.Shutdown(sctx)
 }
 
-// reopenAuditOnSIGUSR1 reopens the audit files on SIGUSR1, as logrotate's
-// postrotate asks, until ctx ends.
-func reopenAuditOnSIGUSR1(ctx context.Context, files *audit.Files, logger *slog.Logger) {
-	usr1 := make(chan os.Signal, 1)
-	signal.Notify(usr1, syscall.SIGUSR1)
-	defer signal.Stop(usr1)
+// reopenAudit reopens the audit files on each signal (SIGUSR1, as
+// logrotate's postrotate sends), until ctx ends.
+func reopenAudit(ctx context.Context, usr1 <-chan os.Signal, files *audit.Files, logger *slog.Logger) {
 	for {
 		select {
 		case <-usr1:
