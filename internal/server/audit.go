@@ -1,10 +1,13 @@
 package server
 
 import (
+	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/promgate/promgate/internal/audit"
+	"github.com/promgate/promgate/internal/identity"
 )
 
 // maxErrorBody is how much of an error answer the audit keeps to read the
@@ -67,4 +70,12 @@ func auditPassthrough(r *http.Request) {
 		ar.SetClient(q)
 		ar.SetSent(q)
 	}
+}
+
+// noPolicyReason says, for the audit, why an identity has no access.
+func noPolicyReason(id identity.Identity) string {
+	if len(id.Groups) == 0 {
+		return fmt.Sprintf("no policy names user %q, who is in no group", id.User)
+	}
+	return fmt.Sprintf("no policy names user %q or any of their groups (%s)", id.User, strings.Join(id.Groups, ", "))
 }

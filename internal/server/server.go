@@ -6,7 +6,6 @@ package server
 import (
 	"encoding/json"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -223,7 +222,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) string {
 	if err != nil {
 		if errors.Is(err, policy.ErrNoPolicy) {
 			err = apierror.New(apierror.Forbidden, "user %q: %v", id.User, err)
-			ar.Deny(fmt.Sprintf("no policy names user %q or the groups %v", id.User, id.Groups))
+			ar.Deny(noPolicyReason(id))
 		}
 		s.opts.Logger.Info("request refused", "user", id.User, "path", path, "reason", err.Error())
 		writeError(w, path, err)
