@@ -81,6 +81,15 @@ func TestAuditLog(t *testing.T) {
 	bin := requirePromgate(t)
 	prom := startSmallPrometheus(t)
 	dir := t.TempDir()
+	amCfg := filepath.Join(dir, "alertmanager.yml")
+	authWriteFile(t, amCfg, amConfigYAML)
+	am, err := startServer(t, "alertmanager-audit", dir, requireTool(t, "prometheus-alertmanager"), func(addr string) []string {
+		return []string{"--config.file=" + amCfg, "--storage.path=" + filepath.Join(dir, "am-data"),
+			"--web.listen-address=" + addr, "--cluster.listen-address=", "--log.level=warn"}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	hash := func(pw string) string { return authHash(t, pw, bcrypt.MinCost) }
 
 	const (
@@ -94,6 +103,8 @@ func TestAuditLog(t *testing.T) {
 	auditFile := filepath.Join(dir, "audit.log")
 	cfg := fmt.Sprintf(`upstreams:
   prometheus:
+    url: %s
+  alertmanager:
     url: %s
 authentication:
   basic_auth_users:
@@ -112,7 +123,7 @@ policies:
 audit:
   destination: audit.log
   requests: all
-`, prom.url, hash(carolPW), hash(evePW), hex.EncodeToString(sum[:]))
+`, prom.url, am.url, hash(carolPW), hash(evePW), hex.EncodeToString(sum[:]))
 	file := filepath.Join(dir, "promgate.yml")
 	authWriteFile(t, file, cfg)
 	gate, err := startServer(t, "promgate-audit", dir, bin, func(addr string) []string {
@@ -208,6 +219,30 @@ audit:
 		}
 	})
 
+	t.Run("Alertmanager filters", func(t *testing.T) {
+		code, id := do("GET", "/alertmanager/api/v2/alerts", url.Values{"filter": {`alertname="Down"`}}, basic("carol", carolPW))
+		if code != 200 {
+			t.Fatalf("status %d", code)
+		}
+		line := auditLineOf(t, auditFile, id)
+		checkFields(t, line, map[string]any{"path": "/alertmanager/api/v2/alerts", "filter": []string{`alertname="Down"`},
+			"decision": "allowed", "upstream_status": 200})
+		sent, _ := json.Marshal(line["sent_filter"])
+		if !strings.Contains(string(sent), `alertname=\"Down\"`) || !strings.Contains(string(sent), `team=\"b\"`) {
+			t.Errorf("sent_filter %s lacks the client's filter or the policy's", sent)
+		}
+
+		code, id = do("GET", "/alertmanager/api/v2/alerts", url.Values{"filter": {`=oops`}}, basic("carol", carolPW))
+		if code != 400 {
+			t.Fatalf("bad filter: status %d", code)
+		}
+		line = auditLineOf(t, auditFile, id)
+		checkFields(t, line, map[string]any{"decision": "denied", "status": 400})
+		if r, _ := line["reason"].(string); r == "" || strings.HasPrefix(r, "{") || strings.HasPrefix(r, `"`) {
+			t.Errorf("reason %q is not the message of Alertmanager's error", r)
+		}
+	})
+
 	t.Run("forbidden path", func(t *testing.T) {
 		code, id := do("POST", "/api/v1/admin/tsdb/snapshot", nil, basic("carol", carolPW))
 		if code != 403 {
@@ -284,8 +319,8 @@ audit:
 				t.Errorf("the logs hold the credential %q", s)
 			}
 		}
-		if n := len(auditLines(t, auditFile)); n < 6 {
-			t.Errorf("%d audit lines, want at least 6", n)
+		if n := len(auditLines(t, auditFile)); n < 8 {
+			t.Errorf("%d audit lines, want at least 8", n)
 		}
 	})
 
