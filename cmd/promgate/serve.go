@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/promgate/promgate/internal/audit"
 	"github.com/promgate/promgate/internal/auth"
 	"github.com/promgate/promgate/internal/config"
 	"github.com/promgate/promgate/internal/server"
@@ -119,6 +120,9 @@ func serveGateway(f flags, logger *slog.Logger) error {
 		// One Guard for the life of the process: a reload must not reset
 		// the failed-login counts.
 		Auth: auth.Runtime{Guard: auth.NewGuard(), Logger: logger},
+		// One set of audit files for the process: SIGUSR1 reopens them
+		// after logrotate moved them, whichever configuration named them.
+		AuditFiles: audit.NewFiles(),
 	}
 
 	first, err := load(f, bo, logger)
@@ -162,6 +166,11 @@ func serveGateway(f flags, logger *slog.Logger) error {
 			}
 		}
 	}()
+	// Registered before serving: SIGUSR1's default action ends the process.
+	usr1 := make(chan os.Signal, 1)
+	signal.Notify(usr1, syscall.SIGUSR1)
+	defer signal.Stop(usr1)
+	go reopenAudit(ctx, usr1, bo.AuditFiles, logger)
 	if f.autoReload > 0 {
 		go rl.watch(ctx, f.autoReload)
 	}
@@ -217,4 +226,21 @@ func serveGateway(f flags, logger *slog.Logger) error {
 		defer func() { _ = internalSrv.Shutdown(sctx) }()
 	}
 	return httpSrv.Shutdown(sctx)
+}
+
+// reopenAudit reopens the audit files on each signal (SIGUSR1, as
+// logrotate's postrotate sends), until ctx ends.
+func reopenAudit(ctx context.Context, usr1 <-chan os.Signal, files *audit.Files, logger *slog.Logger) {
+	for {
+		select {
+		case <-usr1:
+			if err := files.Reopen(); err != nil {
+				logger.Error("audit log not reopened", "err", err)
+			} else {
+				logger.Info("audit log reopened")
+			}
+		case <-ctx.Done():
+			return
+		}
+	}
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/alertmanager/matcher/compat"
 
 	"github.com/promgate/promgate/internal/apierror"
+	"github.com/promgate/promgate/internal/audit"
 )
 
 // Parameters of the GET endpoints, as Alertmanager reads them. Others are
@@ -55,6 +56,7 @@ func query(r *http.Request, names []string) (url.Values, error) {
 			return nil, apierror.New(apierror.BadData, "failed to parse receiver param: %v", err)
 		}
 	}
+	audit.From(r.Context()).SetClient(out)
 	return out, nil
 }
 
@@ -83,6 +85,7 @@ func (a *API) getListing(w http.ResponseWriter, r *http.Request, e *Enforcer, pa
 	}
 	// Alertmanager ANDs its filters: the client's and the policy's.
 	q["filter"] = append(q["filter"], e.UpstreamFilters()...)
+	audit.From(r.Context()).SetSentFilter(q["filter"])
 	ctx, cancel := a.up.WithTimeout(r.Context())
 	defer cancel()
 	ans, err := a.call(ctx, http.MethodGet, path, q, nil)
@@ -445,6 +448,9 @@ func (a *API) call(ctx context.Context, method, path string, q url.Values, body 
 	// Without Accept-Encoding any coding is acceptable (RFC 9110); the
 	// answer is to be read, so ask for it plain.
 	req.Header.Set("Accept-Encoding", "identity")
+	if id := audit.From(ctx).ID(); id != "" {
+		req.Header.Set(audit.RequestIDHeader, id)
+	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}

@@ -18,6 +18,7 @@ type Config struct {
 	Metrics        Metrics             `yaml:"metrics"`
 	// Limits are the default limits of every identity; see limits.go.
 	Limits *Limits `yaml:"limits"`
+	Audit  *Audit  `yaml:"audit"`
 
 	// Rules are the policies compiled by Load (selectors parsed, subjects
 	// checked), ready for policy.NewSet.

@@ -46,6 +46,7 @@ func LoadFileWeb(path string, web WebUsers) (*Config, error) {
 // setDirectory makes relative file paths relative to dir, as Prometheus
 // does for the files its configuration names.
 func (c *Config) setDirectory(dir string) {
+	c.Audit.auditDirectory(dir)
 	if j := c.Authentication.JWT; j != nil && j.JWKSFile != "" && !filepath.IsAbs(j.JWKSFile) {
 		j.JWKSFile = filepath.Join(dir, j.JWKSFile)
 	}
@@ -170,4 +171,6 @@ func (v *validator) config(cfg *Config, root *yaml.Node) {
 	metricsKey, metrics := entry(root, "metrics")
 	v.metrics(&cfg.Metrics, metricsKey, metrics)
 	v.allLimits(cfg, root)
+	auditKey, audit := entry(root, "audit")
+	v.audit(cfg.Audit, auditKey, audit)
 }

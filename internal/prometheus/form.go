@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/promgate/promgate/internal/apierror"
+	"github.com/promgate/promgate/internal/audit"
 )
 
 // params is the set of parameters an endpoint reads. Single-valued ones may
@@ -69,6 +70,7 @@ func readForm(r *http.Request, p params, maxBody int64) (url.Values, error) {
 			}
 		}
 	}
+	audit.From(r.Context()).SetClient(out)
 	return out, nil
 }
 
@@ -110,6 +112,7 @@ func readBody(r *http.Request, maxBody int64) (url.Values, error) {
 func rebuild(r *http.Request, path string, vs url.Values) *http.Request {
 	// A shallow copy with headers of its own: r.Clone would also copy the
 	// URL, form and trailers, all replaced or unused here.
+	audit.From(r.Context()).SetSent(vs)
 	out := r.WithContext(r.Context())
 	out.Header = r.Header.Clone()
 	if out.Header == nil {

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/promgate/promgate/internal/alertmanager"
+	"github.com/promgate/promgate/internal/audit"
 	"github.com/promgate/promgate/internal/auth"
 	"github.com/promgate/promgate/internal/config"
 	"github.com/promgate/promgate/internal/policy"
@@ -26,6 +27,9 @@ type BuildOptions struct {
 	// Auth is shared by the authenticators of successive configurations
 	// (the failed-login counts survive a reload).
 	Auth auth.Runtime
+	// AuditFiles are the audit files of the process, kept across reloads
+	// and reopened on SIGUSR1 (nil: files of this state's own).
+	AuditFiles *audit.Files
 }
 
 // Build makes a State from a loaded configuration.
@@ -105,6 +109,15 @@ func Build(cfg *config.Config, o BuildOptions, logger *slog.Logger) (*State, err
 			Receivers: receivers,
 			Logger:    logger.With("upstream", "alertmanager"),
 		})
+	}
+	if ac := cfg.Audit; ac != nil {
+		files := o.AuditFiles
+		if files == nil {
+			files = audit.NewFiles()
+		}
+		if st.Audit, err = audit.NewLogger(ac.Destination, ac.Requests, files); err != nil {
+			return nil, fmt.Errorf("audit: %w", err)
+		}
 	}
 	return st, nil
 }

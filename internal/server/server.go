@@ -20,6 +20,7 @@ import (
 
 	"github.com/promgate/promgate/internal/alertmanager"
 	"github.com/promgate/promgate/internal/apierror"
+	"github.com/promgate/promgate/internal/audit"
 	"github.com/promgate/promgate/internal/auth"
 	"github.com/promgate/promgate/internal/config"
 	"github.com/promgate/promgate/internal/identity"
@@ -50,6 +51,8 @@ type State struct {
 	// settings of promgate's metrics.
 	policyNames []string
 	metrics     config.Metrics
+	// Audit writes the audit log; nil when it is off.
+	Audit *audit.Logger
 
 	mu    sync.Mutex
 	cache map[string]*access // by user and groups; bounded
@@ -182,6 +185,12 @@ func (s *Server) Swap(st *State) {
 
 // ServeHTTP runs the pipeline for one request.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if lg := s.state.Load().Audit; lg != nil {
+		var aw *auditWriter
+		aw, r = startAudit(w, r)
+		w = aw
+		defer aw.finish(lg)
+	}
 	start := time.Now()
 	rec := &recorder{ResponseWriter: w, code: http.StatusOK}
 	var info requestInfo
@@ -225,6 +234,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, info *requestInfo
 			s.metrics.bruteForceBlocks.Inc()
 		}
 		s.metrics.authFailures.WithLabelValues(st.Auth.Attempted(r)).Inc()
+		audit.From(r.Context()).Deny("authentication failed: " + err.Error())
 		s.opts.Logger.Info("request refused", "reason", err.Error(), "remote", r.RemoteAddr, "path", path)
 		if secs, ok := auth.RetryAfter(err); ok {
 			w.Header().Set("Retry-After", strconv.Itoa(secs))
@@ -234,17 +244,21 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, info *requestInfo
 	}
 	id.Groups = st.Policies.Groups(id)
 	info.user = id.User
+	ar := audit.From(r.Context())
+	ar.SetIdentity(id.User, id.Groups, id.Method)
 	acc, err := st.accessFor(id)
 	if err != nil {
 		if errors.Is(err, policy.ErrNoPolicy) {
 			info.policy, info.denial = noPolicy, denyNoPolicy
 			err = apierror.New(apierror.Forbidden, "user %q: %v", id.User, err)
+			ar.Deny(noPolicyReason(id))
 		}
 		s.opts.Logger.Info("request refused", "user", id.User, "path", path, "reason", err.Error())
 		writeError(w, path, err)
 		return "policy"
 	}
 	info.policy = acc.policy.Rules[0]
+	ar.SetPolicy(acc.policy.Rules, acc.policy.AllowAll)
 	r = r.WithContext(identity.NewContext(r.Context(), id))
 
 	switch path {
@@ -331,6 +345,7 @@ func alertmanagerPath(path string) (string, bool) {
 // passthrough sends an unrestricted identity's request upstream as asked.
 func passthrough(w http.ResponseWriter, r *http.Request, up *upstream.Upstream, path string) {
 	out := r.Clone(r.Context())
+	auditPassthrough(out)
 	out.URL.Path = path
 	out.URL.RawPath = ""
 	up.ServeHTTP(w, out)

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/promgate/promgate/internal/audit"
 )
 
 // Every request goes through here: a small HTTP/1.1 client that sends one
@@ -71,6 +73,7 @@ func (u *Upstream) retryRoundTrip(ctx context.Context, rq *request) (*exchange, 
 	for attempt := 0; ; attempt++ {
 		x, err := u.tryRoundTrip(ctx, rq, attempt == 0)
 		if err == nil {
+			audit.From(ctx).SetUpstreamStatus(x.resp.StatusCode)
 			return x, nil
 		}
 		var retry errRetry
