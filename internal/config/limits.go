@@ -27,6 +27,7 @@ type Limits struct {
 	MaxPoints      *int            `yaml:"max_points"`
 	MaxQueryLength *int            `yaml:"max_query_length"`
 	BlockedQueries *[]BlockedQuery `yaml:"blocked_queries"`
+	MaxSeries      *int            `yaml:"max_series"`
 
 	blocked []limits.Blocked // compiled by the validator
 }
@@ -79,6 +80,7 @@ func (v *validator) limits(l *Limits, where string, key, n *yaml.Node) {
 	nonNegInt("burst", l.Burst)
 	nonNegInt("max_points", l.MaxPoints)
 	nonNegInt("max_query_length", l.MaxQueryLength)
+	nonNegInt("max_series", l.MaxSeries)
 	nonNegDur("max_queue_wait", l.MaxQueueWait)
 	nonNegDur("max_range", l.MaxRange)
 	nonNegDur("max_lookback", l.MaxLookback)
@@ -180,6 +182,7 @@ func (c *Config) LimitsFor(rules []string) *limits.Limits {
 	setDur(&out.MinStep, func(l *Limits) *Duration { return l.MinStep })
 	setInt(&out.MaxPoints, func(l *Limits) *int { return l.MaxPoints })
 	setInt(&out.MaxQueryLength, func(l *Limits) *int { return l.MaxQueryLength })
+	setInt(&out.MaxSeries, func(l *Limits) *int { return l.MaxSeries })
 	for _, l := range chain {
 		if l.BlockedQueries != nil {
 			out.Blocked = l.blocked

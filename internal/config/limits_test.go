@@ -26,6 +26,7 @@ func TestLimitsValidation(t *testing.T) {
   rate: -2
   max_queue_wait: 2m
   max_points: -5
+  max_series: -1
 policies:
   - name: p
     subjects: [user:a]
@@ -35,6 +36,7 @@ policies:
 			`line 10: limits.rate must be a non-negative number`,
 			`line 11: limits.max_queue_wait must be at most 1m`,
 			`line 12: limits.max_points must not be negative`,
+			`line 13: limits.max_series must not be negative`,
 		}},
 		{"policy limits", `policies:
   - name: p
@@ -78,6 +80,7 @@ func TestLimitsFor(t *testing.T) {
   rate: 10
   max_concurrent: 4
   max_range: 30d
+  max_series: 500
   blocked_queries:
     - pattern: 'count\(\{.*\}\)'
       reason: too expensive
@@ -95,6 +98,7 @@ policies:
     limits:
       rate: 100
       max_concurrent: 0
+      max_series: 20
       blocked_queries: []
   - name: admins
     subjects: [user:root]
@@ -109,15 +113,16 @@ policies:
 		burst, maxConcurrent int
 		maxRange, lookback   time.Duration
 		blocked              int
+		maxSeries            int
 	}{
-		{[]string{"team-a"}, 1, 2, 4, 30 * 24 * time.Hour, 7 * 24 * time.Hour, 1},
-		{[]string{"team-b"}, 100, 0, 0, 30 * 24 * time.Hour, 0, 0},
+		{[]string{"team-a"}, 1, 2, 4, 30 * 24 * time.Hour, 7 * 24 * time.Hour, 1, 500},
+		{[]string{"team-b"}, 100, 0, 0, 30 * 24 * time.Hour, 0, 0, 20},
 		// The first policy that sets a key wins.
-		{[]string{"team-a", "team-b"}, 1, 2, 0, 30 * 24 * time.Hour, 7 * 24 * time.Hour, 0},
-		{[]string{"admins"}, 10, 0, 4, 30 * 24 * time.Hour, 0, 1},
+		{[]string{"team-a", "team-b"}, 1, 2, 0, 30 * 24 * time.Hour, 7 * 24 * time.Hour, 0, 20},
+		{[]string{"admins"}, 10, 0, 4, 30 * 24 * time.Hour, 0, 1, 500},
 	} {
 		l := cfg.LimitsFor(tc.rules)
-		if l == nil || l.Rate != tc.rate || l.Burst != tc.burst || l.MaxConcurrent != tc.maxConcurrent ||
+		if l == nil || l.Rate != tc.rate || l.Burst != tc.burst || l.MaxConcurrent != tc.maxConcurrent || l.MaxSeries != tc.maxSeries ||
 			l.MaxRange != tc.maxRange || l.MaxLookback != tc.lookback || len(l.Blocked) != tc.blocked || l.MaxQueueWait != DefaultMaxQueueWait {
 			t.Errorf("%v: got %+v", tc.rules, l)
 		}

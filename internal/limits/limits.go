@@ -36,6 +36,11 @@ type Limits struct {
 	MaxPoints      int // points per series: (end-start)/step + 1
 	MaxQueryLength int // bytes of the query text
 	Blocked        []Blocked
+	// MaxSeries bounds the series (or names, or values) of one answer of
+	// /api/v1/query, /query_range, /series, /labels and label values: sent
+	// upstream as limit where the upstream reads it, else applied by
+	// promgate to the answer.
+	MaxSeries int
 
 	// ID tells apart the Limits of one configuration: admission state is
 	// kept per user and ID, so a user whose groups change meets fresh state
@@ -58,7 +63,17 @@ func (l *Limits) Admission() bool {
 // Guards reports whether any query guard is set.
 func (l *Limits) Guards() bool {
 	return l != nil && (l.MaxRange > 0 || l.MaxLookback > 0 || l.MinStep > 0 || l.MaxPoints > 0 ||
-		l.MaxQueryLength > 0 || len(l.Blocked) > 0)
+		l.MaxQueryLength > 0 || len(l.Blocked) > 0 || l.MaxSeries > 0)
+}
+
+// SeriesLimit is the limit of an answer whose client asked for client
+// (0: none): the smaller of it and MaxSeries, so that a client can lower
+// the limit but never raise it. 0 is no limit.
+func (l *Limits) SeriesLimit(client int) int {
+	if l == nil || l.MaxSeries == 0 || (client > 0 && client < l.MaxSeries) {
+		return client
+	}
+	return l.MaxSeries
 }
 
 // Kind is how a refusal is answered.

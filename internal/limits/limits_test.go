@@ -193,6 +193,27 @@ func TestNoLimits(t *testing.T) {
 	release()
 }
 
+func TestSeriesLimit(t *testing.T) {
+	for _, tc := range []struct {
+		max, client, want int
+	}{
+		{0, 0, 0},
+		{0, 50, 50}, // no max_series: the client's as asked
+		{20, 0, 20}, // the client's "no limit" is lowered
+		{20, 5, 5},  // a client may lower it
+		{20, 50, 20},
+		{20, 20, 20},
+	} {
+		l := &Limits{MaxSeries: tc.max}
+		if got := l.SeriesLimit(tc.client); got != tc.want {
+			t.Errorf("max_series %d, client's %d: %d, want %d", tc.max, tc.client, got, tc.want)
+		}
+	}
+	if !(&Limits{MaxSeries: 1}).Guards() {
+		t.Error("max_series alone must carry the limits to the handlers")
+	}
+}
+
 func TestCheckQueryUnparsable(t *testing.T) {
 	l := &Limits{MaxLookback: time.Hour}
 	err := l.CheckQuery(Query{Text: `up{`, Start: t0, End: t0, Now: t0})

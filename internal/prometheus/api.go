@@ -173,12 +173,19 @@ func (a *API) query(w http.ResponseWriter, r *http.Request, path string, p param
 	if err := a.checkQueryNames(r, exprs); err != nil {
 		return err
 	}
+	limit, pushed, err := a.seriesLimit(r, path, vs)
+	if err != nil {
+		return err
+	}
 	if len(exprs) > 1 && path == "/api/v1/query" {
-		return a.mergeMatrices(w, r, path, vs, exprs)
+		return a.mergeMatrices(w, r, path, vs, exprs, limit)
 	}
 	// A range query or exemplar query over a bare range selector is an
 	// error upstream whatever the selector: one is enough to get it.
 	vs.Set("query", exprs[0])
+	if limit > 0 && !pushed {
+		return a.serveTruncated(w, r, path, vs, limit)
+	}
 	a.up.ServeHTTP(w, rebuild(r, path, vs))
 	return nil
 }
@@ -195,6 +202,13 @@ func matchHandler(required bool) handlerFunc {
 		}
 		if err := a.enforceMatch(r, vs, enf); err != nil {
 			return err
+		}
+		limit, pushed, err := a.seriesLimit(r, path, vs)
+		if err != nil {
+			return err
+		}
+		if limit > 0 && !pushed {
+			return a.serveTruncated(w, r, path, vs, limit)
 		}
 		a.up.ServeHTTP(w, rebuild(r, path, vs))
 		return nil

@@ -37,7 +37,10 @@ type seriesHead struct {
 // policy of several selectors: one upstream query per selector, and the
 // series of all answers, each once. A series matching several selectors
 // comes back identical from each.
-func (a *API) mergeMatrices(w http.ResponseWriter, r *http.Request, path string, vs url.Values, exprs []string) error {
+//
+// limit (0: none) bounds the merged answer, as the upstream bounds each
+// part where it reads limit.
+func (a *API) mergeMatrices(w http.ResponseWriter, r *http.Request, path string, vs url.Values, exprs []string, limit int) error {
 	ctx, cancel := a.up.WithTimeout(r.Context())
 	defer cancel()
 	r = r.WithContext(ctx)
@@ -96,6 +99,10 @@ func (a *API) mergeMatrices(w http.ResponseWriter, r *http.Request, path string,
 		}
 		warnings = append(warnings, ar.Warnings...)
 		infos = append(infos, ar.Infos...)
+	}
+	if limit > 0 && len(merged) > limit {
+		merged = merged[:limit]
+		warnings = append(warnings, truncationWarning)
 	}
 	if merged == nil {
 		merged = []json.RawMessage{}

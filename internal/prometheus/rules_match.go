@@ -131,6 +131,10 @@ type capabilities struct {
 	mu      sync.Mutex
 	known   bool
 	matches bool // /api/v1/rules reads match[]
+	// The upstream's version; latest: a 3.x built without a version,
+	// taken to be as recent as it gets.
+	major, minor int
+	latest       bool
 }
 
 // rulesMatch reports whether the upstream narrows rules by match[]
@@ -141,8 +145,14 @@ type capabilities struct {
 func (c *capabilities) rulesMatch(a *API, r *http.Request) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.load(a, r)
+	return c.matches
+}
+
+// load learns the upstream's version once; c.mu is held.
+func (c *capabilities) load(a *API, r *http.Request) {
 	if c.known {
-		return c.matches
+		return
 	}
 	ctx, cancel := a.up.WithTimeout(r.Context())
 	defer cancel()
@@ -150,34 +160,51 @@ func (c *capabilities) rulesMatch(a *API, r *http.Request) bool {
 	get.Method = http.MethodGet
 	v, ok := a.upstreamData(get, "/api/v1/status/buildinfo")
 	if !ok {
-		return false
+		return
 	}
 	var bi struct {
 		Version string `json:"version"`
 	}
 	if json.Unmarshal(v, &bi) != nil {
-		return false
+		return
 	}
-	switch major, ok := majorVersion(bi.Version); {
+	switch major, minor, ok := version(bi.Version); {
 	case ok:
+		c.major, c.minor = major, minor
 		c.matches = major >= 3
 	case bi.Version == "":
 		_, c.matches = a.upstreamData(get, "/api/v1/features")
+		c.latest = c.matches
 	}
 	c.known = true
-	return c.matches
 }
 
-var versionRE = regexp.MustCompile(`^v?(\d+)\.\d+`)
+// atLeast reports whether the upstream is version major.minor or later;
+// false while its version is unknown.
+func (c *capabilities) atLeast(a *API, r *http.Request, major, minor int) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.load(a, r)
+	return c.latest || c.major > major || (c.major == major && c.minor >= minor)
+}
+
+var versionRE = regexp.MustCompile(`^v?(\d+)\.(\d+)`)
 
 // majorVersion reads the major version of a Prometheus version string.
 func majorVersion(v string) (int, bool) {
+	major, _, ok := version(v)
+	return major, ok
+}
+
+// version reads the major and minor version of a Prometheus version string.
+func version(v string) (major, minor int, ok bool) {
 	m := versionRE.FindStringSubmatch(v)
 	if m == nil {
-		return 0, false
+		return 0, 0, false
 	}
-	n, err := strconv.Atoi(m[1])
-	return n, err == nil
+	major, err1 := strconv.Atoi(m[1])
+	minor, err2 := strconv.Atoi(m[2])
+	return major, minor, err1 == nil && err2 == nil
 }
 
 // upstreamData is the data of a successful answer of the upstream at path
