@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -17,6 +18,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/promgate/promgate/internal/testenv"
 )
 
 // countingProxy stands between promgate and Prometheus: it counts the
@@ -316,4 +319,144 @@ policies:
 			t.Errorf("the query within limits did not reach Prometheus once")
 		}
 	})
+}
+
+// limitRecorder stands between promgate and Prometheus and records the
+// limit parameter each API path was sent ("" when none).
+type limitRecorder struct {
+	url  string
+	mu   sync.Mutex
+	sent map[string]string
+}
+
+func startLimitRecorder(t *testing.T, promURL string) *limitRecorder {
+	t.Helper()
+	target, err := url.Parse(promURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rp := httputil.NewSingleHostReverseProxy(target)
+	p := &limitRecorder{sent: map[string]string{}}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := r.ParseForm(); err == nil {
+			p.mu.Lock()
+			p.sent[r.URL.Path] = r.Form.Get("limit")
+			p.mu.Unlock()
+		}
+		// The form read from a body must reach Prometheus too.
+		r.Body = io.NopCloser(strings.NewReader(r.PostForm.Encode()))
+		r.ContentLength = int64(len(r.PostForm.Encode()))
+		rp.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	p.url = srv.URL
+	return p
+}
+
+func (p *limitRecorder) limitOf(path string) (string, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	v, ok := p.sent[path]
+	return v, ok
+}
+
+// TestLimitsMaxSeries checks max_series against the real Prometheus: sent
+// upstream as limit where the upstream reads it (2.51 for series and
+// labels, 3.2 for queries), else applied by promgate to the answer; either
+// way the tenant gets at most max_series entries with Prometheus' warning,
+// and a larger limit of the client's is lowered.
+func TestLimitsMaxSeries(t *testing.T) {
+	skipIfShort(t)
+	bin := requirePromgate(t)
+	version := prometheusVersion(t)
+	prom := startSmallPrometheus(t)
+	rec := startLimitRecorder(t, prom.url)
+	dir := t.TempDir()
+	file := filepath.Join(dir, "promgate.yml")
+	authWriteFile(t, file, fmt.Sprintf(`upstreams:
+  prometheus:
+    url: %s
+authentication:
+  basic_auth_users:
+    alice: %s
+policies:
+  - name: alice
+    subjects: ["user:alice"]
+    selectors: ['{team="a"}']
+    limits: {max_series: 1}
+`, rec.url, authHash(t, "alice-pw", bcrypt.MinCost)))
+	gate, err := startServer(t, "promgate-max-series", dir, bin, func(addr string) []string {
+		return []string{"--config.file=" + file, "--web.listen-address=" + addr}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Team a has two series (h1, h2) and four label names.
+	span := url.Values{"start": {"1699999000"}, "end": {"1700000100"}}
+	for _, tc := range []struct {
+		name, path string
+		params     url.Values
+		since      testenv.Version
+	}{
+		{"query", "/api/v1/query", url.Values{"query": {"up"}, "time": {"1700000000"}}, testenv.Version{Major: 3, Minor: 2}},
+		{"query_range", "/api/v1/query_range", url.Values{"query": {"up"}, "start": {"1699999940"}, "end": {"1700000060"}, "step": {"60"}}, testenv.Version{Major: 3, Minor: 2}},
+		{"series", "/api/v1/series", url.Values{"match[]": {"up"}, "start": span["start"], "end": span["end"]}, testenv.Version{Major: 2, Minor: 51}},
+		{"labels", "/api/v1/labels", url.Values{"start": span["start"], "end": span["end"]}, testenv.Version{Major: 2, Minor: 51}},
+		{"label values", "/api/v1/label/instance/values", url.Values{"start": span["start"], "end": span["end"]}, testenv.Version{Major: 2, Minor: 51}},
+	} {
+		for _, client := range []string{"", "50"} {
+			t.Run(fmt.Sprintf("%s, client's limit %q", tc.name, client), func(t *testing.T) {
+				vs := url.Values{}
+				for k, v := range tc.params {
+					vs[k] = v
+				}
+				if client != "" {
+					vs.Set("limit", client)
+				}
+				a := limitGet(t, gate.url, "alice", tc.path+"?"+vs.Encode())
+				if a.code != http.StatusOK {
+					t.Fatalf("status %d: %s", a.code, a.body)
+				}
+				var ar struct {
+					Data     json.RawMessage `json:"data"`
+					Warnings []string        `json:"warnings"`
+				}
+				if err := json.Unmarshal([]byte(a.body), &ar); err != nil {
+					t.Fatalf("answer %s: %v", a.body, err)
+				}
+				var items []json.RawMessage
+				var qd struct {
+					Result json.RawMessage `json:"result"`
+				}
+				data := ar.Data
+				if strings.HasPrefix(tc.path, "/api/v1/query") {
+					if err := json.Unmarshal(data, &qd); err != nil {
+						t.Fatal(err)
+					}
+					data = qd.Result
+				}
+				if err := json.Unmarshal(data, &items); err != nil {
+					t.Fatalf("data %s: %v", ar.Data, err)
+				}
+				if len(items) != 1 {
+					t.Errorf("%d entries in the answer, want 1 (max_series): %s", len(items), ar.Data)
+				}
+				if !slices.Contains(ar.Warnings, "results truncated due to limit") {
+					t.Errorf("warnings %q lack Prometheus' truncation warning", ar.Warnings)
+				}
+				sent, ok := rec.limitOf(tc.path)
+				if !ok {
+					t.Fatalf("%s did not reach Prometheus", tc.path)
+				}
+				want := ""
+				if version.AtLeast(tc.since.Major, tc.since.Minor) {
+					want = "1"
+				}
+				if sent != want {
+					t.Errorf("Prometheus %s was sent limit=%q, want %q", version, sent, want)
+				}
+				t.Logf("Prometheus %s: limit sent %q, %d entries, warnings %q", version, sent, len(items), ar.Warnings)
+			})
+		}
+	}
 }
