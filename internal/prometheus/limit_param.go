@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/promgate/promgate/internal/apierror"
+	"github.com/promgate/promgate/internal/jsonscan"
 	"github.com/promgate/promgate/internal/limits"
 )
 
@@ -72,13 +73,23 @@ func (a *API) serveTruncated(w http.ResponseWriter, r *http.Request, path string
 		return err
 	}
 	defer f.release()
+	data, failure, err := envelopeData(f.raw)
+	if err != nil {
+		return apierror.New(apierror.Upstream, "upstream answered status %d with an unreadable body", f.code)
+	}
+	if failure != nil {
+		writeJSON(w, r, f.code, f.raw)
+		return nil
+	}
+	// Most answers are under the limit: counted without decoding, they
+	// pass as they came.
+	if count, err := entries(path, data); err == nil && count <= n {
+		writeJSON(w, r, f.code, f.raw)
+		return nil
+	}
 	var ar apiResponse
 	if err := json.Unmarshal(f.raw, &ar); err != nil {
 		return apierror.New(apierror.Upstream, "upstream answered status %d with an unreadable body", f.code)
-	}
-	if ar.Status != "success" {
-		writeJSON(w, r, f.code, f.raw)
-		return nil
 	}
 	data, cut, err := truncateData(path, ar.Data, n)
 	if err != nil {
@@ -93,6 +104,48 @@ func (a *API) serveTruncated(w http.ResponseWriter, r *http.Request, path string
 	out, _ := json.Marshal(ar)
 	writeJSON(w, r, f.code, out)
 	return nil
+}
+
+// entries counts the entries of an answer's data on path without
+// decoding them: the elements of the array, or a query's series (-1: a
+// scalar or string, one value).
+func entries(path string, data []byte) (int, error) {
+	count := func(i int) (n, end int, err error) {
+		end, err = jsonscan.WalkArray(data, i, func(vs int) (int, error) {
+			n++
+			return jsonscan.SkipValue(data, vs)
+		})
+		return n, end, err
+	}
+	i := jsonscan.SkipSpace(data, 0)
+	if path != "/api/v1/query" && path != "/api/v1/query_range" {
+		if i >= len(data) || data[i] != '[' {
+			return 0, jsonscan.SyntaxAt(data, i, "looking for an array")
+		}
+		n, _, err := count(i)
+		return n, err
+	}
+	if i >= len(data) || data[i] != '{' {
+		return 0, jsonscan.SyntaxAt(data, i, "looking for an object")
+	}
+	n, typ := 0, ""
+	_, err := jsonscan.WalkObject(data, i, func(ks, ke int, esc bool, vs int) (int, error) {
+		switch {
+		case jsonscan.KeyIs(data, ks, ke, esc, "resultType") && data[vs] == '"':
+			s, end, err := jsonscan.StringAt(data, vs)
+			typ = s
+			return end, err
+		case jsonscan.KeyIs(data, ks, ke, esc, "result") && data[vs] == '[':
+			c, end, err := count(vs)
+			n = c
+			return end, err
+		}
+		return jsonscan.SkipValue(data, vs)
+	})
+	if typ != "vector" && typ != "matrix" {
+		return -1, err
+	}
+	return n, err
 }
 
 // queryData is the data of a query answer, its result kept as sent.

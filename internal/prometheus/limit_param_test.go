@@ -122,3 +122,25 @@ func TestMergedQueryLimit(t *testing.T) {
 		t.Errorf("answer %s, want one series and the truncation warning", rec.Body)
 	}
 }
+
+func TestEntries(t *testing.T) {
+	for _, tc := range []struct {
+		path, data string
+		want       int
+		wantErr    bool
+	}{
+		{"/api/v1/series", `[{"a":"1"},{"a":"2"}]`, 2, false},
+		{"/api/v1/labels", ` [ ]`, 0, false},
+		{"/api/v1/label/job/values", `["a","b","c"]`, 3, false},
+		{"/api/v1/labels", `{"a":1}`, 0, true},
+		{"/api/v1/query", `{"resultType":"vector","result":[{"metric":{},"value":[1,"1"]}]}`, 1, false},
+		{"/api/v1/query_range", `{"result":[{"metric":{},"values":[]},{"metric":{},"values":[]}],"resultType":"matrix"}`, 2, false},
+		{"/api/v1/query", `{"resultType":"scalar","result":[1,"1"]}`, -1, false},
+		{"/api/v1/query", `{"resultType":"vector","result":[{"metric":{}`, 0, true},
+	} {
+		got, err := entries(tc.path, []byte(tc.data))
+		if (err != nil) != tc.wantErr || (!tc.wantErr && got != tc.want) {
+			t.Errorf("%s %s: %d, %v; want %d (error %v)", tc.path, tc.data, got, err, tc.want, tc.wantErr)
+		}
+	}
+}
