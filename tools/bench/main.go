@@ -82,6 +82,7 @@ type env struct {
 	gate              *proc
 	gateHeader        []string // the tenant, trusted-header mode
 	gateBasic         []string // the tenant, basic auth
+	gateLimits        []string // the tenant's data, under every limit
 	adminHeader       []string // an allow_all identity
 	serverCPU, wrkCPU int
 }
@@ -333,6 +334,7 @@ func (e *env) startNginx() error {
 }
 
 const (
+	limitedUser    = "t0-limited"
 	tenantPassword = "t0-password-for-the-benchmark"
 	identityHeader = "X-Forwarded-User"
 )
@@ -362,13 +364,31 @@ policies:
 %s  - name: admins
     subjects: ["user:admin"]
     allow_all: true
-`, e.prom.url, e.am.url, tenant, hash, identityHeader, pol.String())
+  # The tenant's data with every limit on, none of them reached: what
+  # checking them costs.
+  - name: limited
+    subjects: ["user:%s"]
+    selectors: ['{tenant="%s"}']
+    limits:
+      rate: 1000000
+      max_concurrent: 10000
+      max_range: 30d
+      max_lookback: 36500d
+      min_step: 1s
+      max_points: 11000
+      max_query_length: 4096
+      max_series: 100000
+      blocked_queries:
+        - pattern: '.*_bucket.*'
+          reason: histograms are read through the recording rules
+`, e.prom.url, e.am.url, tenant, hash, identityHeader, pol.String(), limitedUser, tenant)
 	file := filepath.Join(e.dir, "promgate.yml")
 	if err := os.WriteFile(file, []byte(cfg), 0o600); err != nil {
 		return err
 	}
 	e.gateHeader = []string{identityHeader + ": " + tenant}
 	e.adminHeader = []string{identityHeader + ": admin"}
+	e.gateLimits = []string{identityHeader + ": " + limitedUser}
 	e.gateBasic = []string{"Authorization: Basic " + base64.StdEncoding.EncodeToString([]byte(tenant+":"+tenantPassword))}
 	if o.profile != "" {
 		return e.serveInProcess(o, file)
@@ -482,7 +502,7 @@ func (e *env) check(cs []*benchCase) (map[string][2]int, error) {
 			}
 			// The tenant gets the filtered answer, by trusted header and by
 			// basic auth; any other status (a 403 or 502 regression) fails.
-			for _, t := range []target{ts[2], {"promgate (basic auth)", ts[2].url, e.gateBasic}} {
+			for _, t := range []target{ts[2], {"promgate (basic auth)", ts[2].url, e.gateBasic}, {"promgate (limits)", ts[2].url, e.gateLimits}} {
 				if err := expect(t, gz, c.alertmanager, wantTenant); err != nil {
 					return nil, fmt.Errorf("%s: %w", c.name, err)
 				}
@@ -539,6 +559,17 @@ type sample struct {
 	rssOK   bool
 }
 
+// limitsCase is the case measured with limits on too: the small query,
+// where their cost shows most.
+func limitsCase(cs []*benchCase) *benchCase {
+	for _, c := range cs {
+		if c.name == "small" {
+			return c
+		}
+	}
+	return nil
+}
+
 // results: variant label -> target name -> one sample per repetition.
 type results map[string]map[string][]sample
 
@@ -554,6 +585,9 @@ func (e *env) measure(o options, cs []*benchCase) (results, error) {
 	basicCase := cs[0]
 	res := results{}
 	total := o.reps * (len(vs)*3 + 1)
+	if limitsCase(cs) != nil {
+		total += o.reps
+	}
 	n := 0
 	fmt.Printf("measuring: %d runs of %s with %d connections (slow cases: %s, %d), servers on CPU %d, wrk on CPU %d\n",
 		total, o.duration, o.conns, o.slowDur, o.slowConns, e.serverCPU, e.wrkCPU)
@@ -565,6 +599,9 @@ func (e *env) measure(o options, cs []*benchCase) (results, error) {
 			ts := e.targets(v.c)
 			if v.c == basicCase && !v.gzip {
 				ts = append(ts, target{"promgate basic", ts[2].url, e.gateBasic})
+			}
+			if v.c == limitsCase(cs) && !v.gzip {
+				ts = append(ts, target{"promgate limits", ts[2].url, e.gateLimits})
 			}
 			for k := range ts {
 				t := ts[(k+rep+i)%len(ts)] // and of the targets

@@ -145,6 +145,9 @@ func printReport(out io.Writer, o options, e *env, cs []*benchCase, sizes map[st
 			if !gz && c == cs[0] {
 				names = append(names, "promgate basic")
 			}
+			if !gz && c == limitsCase(cs) {
+				names = append(names, "promgate limits")
+			}
 			direct := summarize(byT["direct"], byT["direct"])
 			for i, name := range names {
 				s := summarize(byT[name], byT["direct"])
@@ -220,6 +223,24 @@ func printReport(out io.Writer, o options, e *env, cs []*benchCase, sizes map[st
 	fmt.Fprintf(out, "\nbasic auth / trusted header (%s): %.2f\n", first, basic)
 	if basic < 0.9 {
 		goals = append(goals, fmt.Sprintf("%s: basic auth at %.2f of the trusted header (< 0.90)", first, basic))
+	}
+
+	// Limits on against off, same runs.
+	if lc := limitsCase(cs); lc != nil {
+		label := variant{c: lc}.label()
+		var lr []float64
+		offs, ons := res[label]["promgate"], res[label]["promgate limits"]
+		for i := range min(len(offs), len(ons)) {
+			if offs[i].rate() > 0 {
+				lr = append(lr, ons[i].rate()/offs[i].rate())
+			}
+		}
+		ratio := median(lr)
+		off, on := summarize(offs, res[label]["direct"]), summarize(ons, res[label]["direct"])
+		fmt.Fprintf(out, "limits on / off (%s): %.3f of the requests per second, promgate CPU %.0f against %.0f µs per request\n", label, ratio, on.gateCPU, off.gateCPU)
+		if ratio < 0.97 {
+			goals = append(goals, fmt.Sprintf("%s: limits on at %.3f of off (overhead over 3 %%)", label, ratio))
+		}
 	}
 
 	// Memory: promgate's peak RSS per streamed case against the answer size.
