@@ -260,8 +260,9 @@ func (s *soaker) restartsAndSamples(ctx context.Context, rep *report) error {
 	cycles := max(int(s.o.duration/s.o.restartEvery), 1)
 	// The first cycle warms up (pools, caches, the heap's size): the
 	// start sample follows it.
-	names := map[int]string{min(2, cycles): "start", cycles: "end"}
-	if mid := (cycles + 1) / 2; mid > 1 && mid < cycles {
+	first := min(2, cycles)
+	names := map[int]string{first: "start", cycles: "end"}
+	if mid := (first + cycles + 1) / 2; mid > first && mid < cycles {
 		names[mid] = "middle"
 	}
 	for k := 1; k <= cycles; k++ {
@@ -383,6 +384,16 @@ func (s *soaker) sample(name string) (sample, error) {
 	defer s.pause.Unlock()
 	c := newClient()
 	defer c.close()
+	// A reload of the valid configuration first: the new configuration's
+	// upstream pools start empty and the old ones close, so every sample
+	// sees promgate without idle upstream connections, whose number (and
+	// buffers) follow the last burst of load rather than a leak.
+	if err := os.WriteFile(s.e.gateCfg, []byte(s.e.validCfg), 0o600); err != nil {
+		return sample{}, err
+	}
+	if r := c.postForm(s.e.gate.URL+"/-/reload", "admin", nil); r.code != http.StatusOK {
+		return sample{}, fmt.Errorf("reload before the sample: %d %s %v", r.code, r.body, r.err)
+	}
 	// The internal listener's heap profile collects garbage first; twice,
 	// so that what sync.Pools kept over the first collection goes too.
 	// The second profile is kept in the working directory (-keep) for
