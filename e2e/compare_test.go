@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"regexp"
 	"slices"
 	"sort"
 	"strconv"
@@ -58,7 +59,7 @@ func compareAnswers(kind answerKind, oracle, gateway response) string {
 		if o.ErrorType != g.ErrorType {
 			return fmt.Sprintf("errorType: oracle %q, gateway %q", o.ErrorType, g.ErrorType)
 		}
-		if o.Error != g.Error {
+		if canonicalError(o.Error) != canonicalError(g.Error) {
 			return fmt.Sprintf("error: oracle %q, gateway %q", o.Error, g.Error)
 		}
 		return ""
@@ -342,4 +343,18 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return s[:n] + fmt.Sprintf("…(%d bytes)", len(s))
+}
+
+// duplicateSeries is the list of series in Prometheus' many-to-many and
+// duplicate-labelset errors, which it prints in map order.
+var duplicateSeries = regexp.MustCompile(`\[(\{[^\[\]]*\})\]`)
+
+// canonicalError sorts the series listed in an error message, so that two
+// errors naming the same series in another order compare equal.
+func canonicalError(msg string) string {
+	return duplicateSeries.ReplaceAllStringFunc(msg, func(list string) string {
+		items := strings.Split(list[2:len(list)-2], "}, {")
+		sort.Strings(items)
+		return "[{" + strings.Join(items, "}, {") + "}]"
+	})
 }
