@@ -33,6 +33,8 @@ type Options struct {
 	// AlertNamePrefix makes alerts named "<user>: ..." the user's, as the
 	// PromAuthProxy did, in addition to the policy.
 	AlertNamePrefix bool
+	// Write bounds write requests; zero fields take DefaultWriteLimits.
+	Write WriteLimits
 }
 
 // API enforces policies on Prometheus' HTTP API.
@@ -49,6 +51,7 @@ func New(up Upstream, opts Options) *API {
 	if opts.MaxBodyBytes <= 0 {
 		opts.MaxBodyBytes = DefaultMaxBodyBytes
 	}
+	opts.Write = opts.Write.withDefaults()
 	return &API{up: up, maxBody: opts.MaxBodyBytes, opts: opts}
 }
 
