@@ -126,8 +126,8 @@ func TestRenderTenant(t *testing.T) {
 		t.Errorf("alice: %q, %v; want org-alice", id, err)
 	}
 	for user, want := range map[string]string{
-		"a|b":                   `tenant ID "org-a|b": "|" would name several tenants`,
-		"x/y":                   `tenant ID "org-x/y": character '/'`,
+		"a|b":                    `tenant ID "org-a|b": "|" would name several tenants`,
+		"x/y":                    `tenant ID "org-x/y": character '/'`,
 		strings.Repeat("u", 147): "longer than 150 bytes",
 	} {
 		if _, err := tn.RenderTenant(user); err == nil || !strings.Contains(err.Error(), want) {
