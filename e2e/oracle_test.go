@@ -520,6 +520,11 @@ func startPromgate(t *testing.T, bin, dir, upstream string, features []string) (
 
 // promgateConfig renders promgate.yml (SPEC section 4) for testPolicies.
 func promgateConfig(upstream string, features []string) ([]byte, error) {
+	return promgateConfigFor(upstream, features, testPolicies)
+}
+
+// promgateConfigFor renders promgate.yml for the given policies.
+func promgateConfigFor(upstream string, features []string, policies []*testPolicy) ([]byte, error) {
 	type upstreamCfg struct {
 		URL      string   `yaml:"url"`
 		Features []string `yaml:"features,omitempty"`
@@ -544,7 +549,7 @@ func promgateConfig(upstream string, features []string) ([]byte, error) {
 	cfg.Upstreams.Prometheus.Features = features
 	cfg.Authentication.BasicAuthUsers = map[string]string{}
 	cfg.Groups = map[string][]string{}
-	for _, p := range testPolicies {
+	for _, p := range policies {
 		hash, err := bcrypt.GenerateFromPassword([]byte(p.password()), bcrypt.MinCost)
 		if err != nil {
 			return nil, err

@@ -50,4 +50,6 @@ ln -sfn "$cache/bin/prometheus-$PROMETHEUS_VERSION-b$BUILD/prometheus" "$out/pro
 ln -sfn "$cache/bin/promtool-$PROMETHEUS_VERSION-b$BUILD/promtool" "$out/promtool"
 ln -sfn "$cache/bin/alertmanager-$ALERTMANAGER_VERSION-b$BUILD/alertmanager" "$out/alertmanager"
 ln -sfn "$cache/bin/amtool-$ALERTMANAGER_VERSION-b$BUILD/amtool" "$out/amtool"
+# Thanos (e2e/thanos_test.go), pinned and cached the same way, linked into $out.
+bash "$(dirname "$0")/build-thanos.sh" >/dev/null
 echo "$out"

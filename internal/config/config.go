@@ -74,6 +74,9 @@ type Upstream struct {
 	// values; they decide the PromQL promgate parses (see package promql).
 	// None: what Prometheus accepts by default.
 	Features []string `yaml:"features"`
+	// Tenancy names the tenant of each request to Mimir, Cortex, GEM,
+	// Loki or Thanos; see tenancy.go.
+	Tenancy *Tenancy `yaml:"tenancy"`
 
 	// headerTemplates are the templated Headers, parsed by Parse so that
 	// RenderHeaders does not parse them on every request.

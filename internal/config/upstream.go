@@ -68,6 +68,8 @@ func (v *validator) upstream(where string, u *Upstream, key, n *yaml.Node) {
 		v.errorf(lineOf(timeoutNode, key, n), "%s.timeout must be positive, got %s", where, u.Timeout)
 	}
 
+	v.tenancy(where, u, key, n)
+
 	headers := field(n, "headers")
 	seen := map[string]string{} // canonical name -> name as written
 	for _, p := range pairs(headers) {

@@ -69,12 +69,13 @@ var (
 	// stats and cost (3.16, query-cost) count what the rewritten query
 	// reads: only the tenant's series. max_series, max_samples_read and
 	// max_query_duration (query-cost) can only lower the operator's limits.
-	queryParams = params{single: []string{"query", "time", "timeout", "stats", "limit", "lookback_delta",
-		"cost", "max_series", "max_samples_read", "max_query_duration"}}
-	rangeParams = params{single: []string{"query", "start", "end", "step", "timeout", "stats", "limit", "lookback_delta",
-		"cost", "max_series", "max_samples_read", "max_query_duration"}}
+	// Thanos Query's own parameters are added by withThanos (thanos.go).
+	queryParams = withThanos(params{single: []string{"query", "time", "timeout", "stats", "limit", "lookback_delta",
+		"cost", "max_series", "max_samples_read", "max_query_duration"}}, thanosQuerySingle)
+	rangeParams = withThanos(params{single: []string{"query", "start", "end", "step", "timeout", "stats", "limit", "lookback_delta",
+		"cost", "max_series", "max_samples_read", "max_query_duration"}}, thanosQuerySingle)
 	exemplarParams = params{single: []string{"query", "start", "end"}}
-	matchParams    = params{single: []string{"start", "end", "limit"}, repeatable: []string{"match[]"}}
+	matchParams    = withThanos(params{single: []string{"start", "end", "limit"}, repeatable: []string{"match[]"}}, thanosMatchSingle)
 	formatParams   = params{single: []string{"query"}}
 )
 

@@ -62,6 +62,9 @@ func readForm(r *http.Request, p params, maxBody int64) (url.Values, error) {
 		for name, vs := range src {
 			known, repeatable := p.kind(name)
 			if !known {
+				if why := refusedParam(name); why != "" {
+					return nil, apierror.New(apierror.BadData, "%s", why)
+				}
 				continue
 			}
 			out[name] = append(out[name], vs...)

@@ -54,6 +54,7 @@ func Build(cfg *config.Config, o BuildOptions, logger *slog.Logger) (*State, err
 		Timeout:      pu.Timeout,
 		Headers:      headers(pu),
 		HeaderNames:  headerNames(pu),
+		Tenancy:      tenancy(pu),
 		StripHeaders: a.IdentityHeaders(),
 		MaxIdleConns: o.MaxIdleConns,
 		PublicPrefix: o.PublicPrefix,
@@ -88,6 +89,7 @@ func Build(cfg *config.Config, o BuildOptions, logger *slog.Logger) (*State, err
 			Timeout:      amu.Timeout,
 			Headers:      headers(amu),
 			HeaderNames:  headerNames(amu),
+			Tenancy:      tenancy(amu),
 			StripHeaders: a.IdentityHeaders(),
 			MaxIdleConns: o.MaxIdleConns,
 			PublicPrefix: strings.TrimSuffix(o.PublicPrefix, "/") + AlertmanagerPrefix,
@@ -142,10 +144,26 @@ func headers(u *config.Upstream) func(string) (http.Header, error) {
 	return u.RenderHeaders
 }
 
+// headerNames are the headers promgate sets on the upstream's requests,
+// which a client's copy must never reach: the configured ones and the
+// tenancy headers of Mimir, GEM, Loki and Thanos, always.
 func headerNames(u *config.Upstream) []string {
-	names := make([]string, 0, len(u.Headers))
+	names := make([]string, 0, len(u.Headers)+len(config.TenancyHeaders)+1)
 	for name := range u.Headers {
 		names = append(names, name)
 	}
+	names = append(names, config.TenancyHeaders...)
+	if u.Tenancy != nil {
+		names = append(names, u.Tenancy.Header)
+	}
 	return names
+}
+
+// tenancy is the upstream's tenancy, nil without one.
+func tenancy(u *config.Upstream) *upstream.Tenancy {
+	t := u.Tenancy
+	if t == nil {
+		return nil
+	}
+	return &upstream.Tenancy{Header: t.Header, Tenant: t.RenderTenant, LabelPolicy: t.LabelPolicyHeader}
 }

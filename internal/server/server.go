@@ -259,7 +259,9 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, info *requestInfo
 	}
 	info.policy = acc.policy.Rules[0]
 	ar.SetPolicy(acc.policy.Rules, acc.policy.AllowAll)
-	r = r.WithContext(identity.NewContext(r.Context(), id))
+	// The identity, and the caller's access for the label policy header
+	// of GEM and Loki.
+	r = r.WithContext(upstream.WithPolicy(identity.NewContext(r.Context(), id), acc.policy.AllowAll, acc.selectors))
 
 	switch path {
 	case "/-/whoami":

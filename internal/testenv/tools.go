@@ -12,7 +12,8 @@ import (
 )
 
 // UpstreamsDirEnv names a directory holding the current generation of the
-// servers (prometheus, promtool, alertmanager, amtool), as
+// servers (prometheus, promtool, alertmanager, amtool, and thanos from
+// scripts/build-thanos.sh), as
 // scripts/build-upstreams.sh prints it. Unset, the tools are Debian's
 // packages found in PATH: the oldest generation promgate supports.
 const UpstreamsDirEnv = "PROMGATE_UPSTREAMS_DIR"
@@ -21,7 +22,7 @@ const UpstreamsDirEnv = "PROMGATE_UPSTREAMS_DIR"
 var debianNames = map[string]string{"alertmanager": "prometheus-alertmanager"}
 
 // Tool returns the path of one of the servers' executables ("prometheus",
-// "promtool", "alertmanager" or "amtool"; Debian's "prometheus-alertmanager"
+// "promtool", "alertmanager", "amtool" or "thanos"; Debian's "prometheus-alertmanager"
 // is accepted too) of the generation under test; any other name is looked
 // up in PATH.
 func Tool(name string) (string, error) {
@@ -29,7 +30,7 @@ func Tool(name string) (string, error) {
 		name = "alertmanager"
 	}
 	switch name {
-	case "prometheus", "promtool", "alertmanager", "amtool":
+	case "prometheus", "promtool", "alertmanager", "amtool", "thanos":
 		if dir := os.Getenv(UpstreamsDirEnv); dir != "" {
 			p := filepath.Join(dir, name)
 			if _, err := os.Stat(p); err != nil {

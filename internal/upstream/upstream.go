@@ -38,6 +38,8 @@ type Options struct {
 	// StripHeaders carry the client's identity (Authorization, the trusted
 	// header); they must not reach the upstream.
 	StripHeaders []string
+	// Tenancy, when set, names the caller's tenant (tenancy.go).
+	Tenancy *Tenancy
 	// MaxIdleConns sizes the keep-alive pool (default 256).
 	MaxIdleConns int
 	// PublicPrefix is the path under which clients reach this upstream
@@ -56,6 +58,7 @@ type Upstream struct {
 	basePath      string // base.Path without its trailing slash
 	timeout       time.Duration
 	headers       func(user string) (http.Header, error)
+	tenancy       *Tenancy
 	strip         []string
 	stripped      map[string]bool // strip, as a set
 	authorization string          // from the URL's user information
@@ -89,6 +92,7 @@ func New(o Options, logger *slog.Logger) (*Upstream, error) {
 		basePath: strings.TrimSuffix(o.URL.Path, "/"),
 		timeout:  o.Timeout,
 		headers:  o.Headers,
+		tenancy:  o.Tenancy,
 		stripped: map[string]bool{},
 		logger:   logger,
 		public:   strings.TrimSuffix(o.PublicPrefix, "/"),
@@ -331,14 +335,20 @@ func (u *Upstream) WithTimeout(ctx context.Context) (context.Context, context.Ca
 // renderHeaders returns the tenancy headers for the identity of r (nil
 // without any).
 func (u *Upstream) renderHeaders(r *http.Request) (http.Header, error) {
-	if u.headers == nil {
+	if u.headers == nil && u.tenancy == nil {
 		return nil, nil
 	}
 	id, _ := identity.FromContext(r.Context())
-	h, err := u.headers(id.User)
-	if err != nil {
-		u.logger.Error("upstream headers could not be rendered", "user", id.User, "err", err)
-		return nil, apierror.New(apierror.Internal, "the upstream headers for this user could not be rendered")
+	var h http.Header
+	if u.headers != nil {
+		var err error
+		if h, err = u.headers(id.User); err != nil {
+			u.logger.Error("upstream headers could not be rendered", "user", id.User, "err", err)
+			return nil, apierror.New(apierror.Internal, "the upstream headers for this user could not be rendered")
+		}
+	}
+	if u.tenancy != nil {
+		return u.tenancyHeaders(r, id.User, h)
 	}
 	return h, nil
 }
