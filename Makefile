@@ -71,7 +71,8 @@ demo: deps
 # queries, with her max_concurrent 1 and without (e2e, enforced: at most
 # 10 % above alone plus the baseline's own noise with the limit, a clear
 # rise without it; about 2 minutes).
-# Under 10 minutes.
+# The tool ends with its cost curves and write cases (about 3 minutes).
+# Under 15 minutes.
 bench: deps
 	set -o pipefail; PROMGATE_BENCH=1 $(GO) test -count=1 -v -run '^TestTrustedHeaderVsBasicAuthThroughput$$' ./e2e/ | grep -E 'basic auth|^(ok|FAIL|--- )'
 	set -o pipefail; PROMGATE_BENCH=1 $(GO) test -count=1 -v -run '^TestNoisyNeighbourP99$$' ./e2e/ | grep -E "bob's p99|raises bob|^(ok|FAIL|--- )"
