@@ -295,10 +295,11 @@ policies:
 	}
 	protos := writeProtos()
 	clock := &writeClock{last: map[string]int64{}}
-	// One client: Prometheus 3's head takes concurrent batches more slowly
-	// than one at a time (four clients straight at it reach less than
-	// half the rate of one, at the same CPU per sample), and promgate's
-	// hop spaces them out, which would flatter promgate.
+	// One client: Prometheus 3 takes concurrent batches more slowly than
+	// one at a time (four clients straight at it reach less than half the
+	// rate of one, at the same CPU per sample), and promgate's hop spaces
+	// them out, which would flatter promgate. One client's rate still waits
+	// on the machine's scheduling: the CPU model is the steadier figure.
 	const conns = 1
 	d := o.slowDur
 	reps := min(o.reps, 3)
