@@ -26,6 +26,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -47,6 +48,7 @@ type options struct {
 	profile   string
 	gate      string
 	hold      bool
+	sections  string
 }
 
 func main() {
@@ -63,6 +65,7 @@ func main() {
 	flag.StringVar(&o.profile, "profile", "", "instead of measuring, serve promgate in this process and write CPU and allocation profiles under load to this directory")
 	flag.StringVar(&o.gate, "promgate", "", "promgate binary to measure (default: built from ./cmd/promgate)")
 	flag.BoolVar(&o.hold, "hold", false, "set up, check, print the servers' addresses and wait for Ctrl-C (for manual experiments)")
+	flag.StringVar(&o.sections, "sections", "cases,curves,write", "comma-separated sections to run: cases (the table of proxies), curves (cost as users, selectors and connections grow), write (remote write and OTLP)")
 	flag.Parse()
 	if o.quick {
 		o.reps, o.duration, o.slowDur = 1, time.Second, time.Second
@@ -80,6 +83,7 @@ type env struct {
 	dir               string
 	prom, am, nginx   *proc
 	gate              *proc
+	gateBin           string   // the promgate binary measured (none with -profile)
 	gateHeader        []string // the tenant, trusted-header mode
 	gateBasic         []string // the tenant, basic auth
 	gateLimits        []string // the tenant's data, under every limit
@@ -155,16 +159,32 @@ func run(o options) error {
 			e.prom.url, e.prom.pid(), e.am.url, e.am.pid(), e.nginx.url, e.nginx.pid(), e.gate.url, e.gate.pid(), e.dir)
 		select {}
 	}
-	res, err := e.measure(o, all)
-	if err != nil {
-		return err
+	if o.section("cases") {
+		res, err := e.measure(o, all)
+		if err != nil {
+			return err
+		}
+		// The answers must still be right after the load.
+		if _, err := e.check(all); err != nil {
+			return fmt.Errorf("wrong answer after the load: %w", err)
+		}
+		printReport(os.Stdout, o, e, all, sizes, res, time.Since(begin))
 	}
-	// The answers must still be right after the load.
-	if _, err := e.check(all); err != nil {
-		return fmt.Errorf("wrong answer after the load: %w", err)
+	if o.section("curves") {
+		if err := runCurves(os.Stdout, o, e); err != nil {
+			return fmt.Errorf("curves: %w", err)
+		}
 	}
-	printReport(os.Stdout, o, e, all, sizes, res, time.Since(begin))
+	if o.section("write") {
+		if err := runWrite(os.Stdout, o, e); err != nil {
+			return fmt.Errorf("write: %w", err)
+		}
+	}
 	return nil
+}
+
+func (o options) section(name string) bool {
+	return slices.Contains(strings.Split(o.sections, ","), name)
 }
 
 func (e *env) stop() {
@@ -406,6 +426,7 @@ policies:
 			return fmt.Errorf("go build ./cmd/promgate: %v\n%s", err, out)
 		}
 	}
+	e.gateBin = bin
 	addr, err := freeAddr()
 	if err != nil {
 		return err
