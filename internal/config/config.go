@@ -6,6 +6,8 @@ import (
 	"text/template"
 	"time"
 
+	commoncfg "github.com/prometheus/common/config"
+
 	"github.com/promgate/promgate/internal/policy"
 )
 
@@ -74,6 +76,11 @@ type Upstream struct {
 	// values; they decide the PromQL promgate parses (see package promql).
 	// None: what Prometheus accepts by default.
 	Features []string `yaml:"features"`
+	// HTTPClient is how promgate connects and authenticates to the
+	// upstream: the keys of Prometheus' http_client_config (tls_config,
+	// basic_auth, authorization, oauth2, ...), written directly under the
+	// upstream as in a scrape config. See httpclient.go.
+	HTTPClient commoncfg.HTTPClientConfig `yaml:",inline"`
 
 	// headerTemplates are the templated Headers, parsed by Parse so that
 	// RenderHeaders does not parse them on every request.
