@@ -42,7 +42,7 @@ type renderedCredentials struct {
 
 // secretRefresh is how long a rendered header is used before its secrets
 // are read again.
-const secretRefresh = time.Second
+var secretRefresh = time.Second
 
 // newCredentials returns the upstream's credentials, nil for none.
 func newCredentials(hc *commoncfg.HTTPClientConfig, user *url.Userinfo) (*credentials, error) {

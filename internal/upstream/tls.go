@@ -188,7 +188,6 @@ func (e *handshakeError) reason() string {
 		host    x509.HostnameError
 		invalid x509.CertificateInvalidError
 		record  tls.RecordHeaderError
-		op      *net.OpError
 	)
 	switch {
 	case errors.As(e.err, &unknown):
@@ -201,8 +200,20 @@ func (e *handshakeError) reason() string {
 		return "the upstream's certificate is invalid: " + strings.TrimPrefix(invalid.Error(), "x509: ")
 	case errors.As(e.err, &record):
 		return "the upstream does not speak TLS (is its URL's scheme right?)"
-	case errors.As(e.err, &op) && op.Op == "remote error":
-		return fmt.Sprintf("the upstream refused the handshake (%v; tls_config.cert_file?)", op.Err)
+	}
+	if r := tlsAlert(e.err); r != "" {
+		return r
 	}
 	return "the TLS handshake with the upstream failed"
+}
+
+// tlsAlert names an alert the upstream sent, "" for another error. Under
+// TLS 1.3 a server that wants a client certificate says so after the
+// client's handshake is over, when the answer is read.
+func tlsAlert(err error) string {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "remote error" {
+		return fmt.Sprintf("the upstream refused the TLS connection (%v; tls_config.cert_file?)", op.Err)
+	}
+	return ""
 }

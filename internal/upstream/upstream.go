@@ -407,6 +407,8 @@ func (u *Upstream) classify(ctx context.Context, err error) *apierror.Error {
 		var he *handshakeError
 		if errors.As(err, &he) {
 			e = apierror.New(apierror.Upstream, "upstream unavailable: %s", he.reason())
+		} else if alert := tlsAlert(err); alert != "" {
+			e = apierror.New(apierror.Upstream, "upstream unavailable: %s", alert)
 		} else {
 			e = apierror.New(apierror.Upstream, "upstream unavailable")
 		}
