@@ -26,7 +26,7 @@ import (
 // again at most once per secretRefresh, by one request while the others
 // use the last one, so that a rotated secret is used within that time.
 type credentials struct {
-	static string                  // a fixed header; "" when render is set
+	static string                 // a fixed header; "" when render is set
 	render func() (string, error) // called under mu
 	kind   string                 // basic_auth, authorization, oauth2, for errors
 

@@ -24,13 +24,13 @@ type request struct {
 	body []byte        // the whole body, when in memory
 	// stream is a body still to be read from the client (nil when body
 	// holds it); length is its length, -1 when unknown (sent chunked).
-	stream   io.Reader
-	length   int64
-	extra    http.Header // the tenancy headers, rendered
+	stream io.Reader
+	length int64
+	extra  http.Header // the tenancy headers, rendered
 	// authorization is promgate's credentials for the upstream, rendered;
 	// "" for none.
 	authorization string
-	forwards bool        // add X-Forwarded-* (ServeHTTP, not Do)
+	forwards      bool // add X-Forwarded-* (ServeHTTP, not Do)
 }
 
 // replayable reports whether the request may be sent again on another
