@@ -239,8 +239,8 @@ func (u *Upstream) refused(x *exchange) error {
 	}
 	x.finish()
 	which := "none are configured"
-	if u.creds != nil {
-		which = "check " + u.creds.kind
+	if u.authorization != nil {
+		which = "check " + u.authorization.kind
 	}
 	u.logger.Warn("the upstream refused promgate's credentials (401)", "credentials", which)
 	return apierror.New(apierror.Upstream, "upstream unavailable: the upstream refused promgate's credentials (401 Unauthorized; %s)", which)

@@ -24,13 +24,14 @@ type request struct {
 	body []byte        // the whole body, when in memory
 	// stream is a body still to be read from the client (nil when body
 	// holds it); length is its length, -1 when unknown (sent chunked).
-	stream io.Reader
-	length int64
-	extra  http.Header // the tenancy headers, rendered
+	stream   io.Reader
+	length   int64
+	extra    http.Header // the tenancy headers, rendered
+	forwards bool        // add X-Forwarded-* (ServeHTTP, not Do)
+
 	// authorization is promgate's credentials for the upstream, rendered;
 	// "" for none.
 	authorization string
-	forwards      bool // add X-Forwarded-* (ServeHTTP, not Do)
 }
 
 // replayable reports whether the request may be sent again on another
@@ -52,10 +53,10 @@ func (u *Upstream) newRequest(r *http.Request, forwards bool) (*request, error) 
 		return nil, err
 	}
 	rq := &request{in: r, out: r, extra: extra, forwards: forwards}
-	if u.creds != nil {
-		if rq.authorization, err = u.creds.value(); err != nil {
-			u.logger.Error("upstream credentials could not be read", "credentials", u.creds.kind, "err", err)
-			return nil, apierror.New(apierror.Upstream, "upstream unavailable: promgate's credentials for the upstream (%s) could not be read", u.creds.kind)
+	if u.authorization != nil {
+		if rq.authorization, err = u.authorization.value(); err != nil {
+			u.logger.Error("upstream credentials could not be read", "credentials", u.authorization.kind, "err", err)
+			return nil, apierror.New(apierror.Upstream, "upstream unavailable: promgate's credentials for the upstream (%s) could not be read", u.authorization.kind)
 		}
 	}
 	body, ok := bodyInMemory(r)

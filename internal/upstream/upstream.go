@@ -58,19 +58,19 @@ type Options struct {
 
 // Upstream is one server behind promgate.
 type Upstream struct {
-	base     *url.URL
-	basePath string // base.Path without its trailing slash
-	timeout  time.Duration
-	headers  func(user string) (http.Header, error)
-	strip    []string
-	stripped map[string]bool // strip, as a set
-	creds    *credentials    // the Authorization sent; nil for none
-	pool     *connPool
-	dialer   *dialer
-	logger   *slog.Logger
-	public   string
-	writeErr func(w http.ResponseWriter, r *http.Request, err error)
-	observe  func(code int, d time.Duration)
+	base          *url.URL
+	basePath      string // base.Path without its trailing slash
+	timeout       time.Duration
+	headers       func(user string) (http.Header, error)
+	strip         []string
+	stripped      map[string]bool // strip, as a set
+	authorization *credentials    // sent upstream; nil for none
+	pool          *connPool
+	dialer        *dialer
+	logger        *slog.Logger
+	public        string
+	writeErr      func(w http.ResponseWriter, r *http.Request, err error)
+	observe       func(code int, d time.Duration)
 }
 
 // SetObserver makes every exchange report its status (0 when no answer
@@ -113,7 +113,7 @@ func New(o Options, logger *slog.Logger) (*Upstream, error) {
 	if err != nil {
 		return nil, fmt.Errorf("upstream %s: %w", o.URL.Redacted(), err)
 	}
-	u.creds = creds
+	u.authorization = creds
 	if u.writeErr == nil {
 		u.writeErr = func(w http.ResponseWriter, _ *http.Request, err error) { apierror.Write(w, err) }
 	}
