@@ -164,7 +164,7 @@ func run(o options) error {
 		return fmt.Errorf("wrong answer after the load: %w", err)
 	}
 	printReport(os.Stdout, o, e, all, sizes, res, time.Since(begin))
-	return nil
+	return e.tlsUpstreamCase(o, all)
 }
 
 func (e *env) stop() {
