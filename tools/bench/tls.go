@@ -96,16 +96,13 @@ func (e *env) tlsUpstreamCase(o options, cs []*benchCase) error {
 			return fmt.Errorf("TLS upstream, %s answers other data:\n got %.300s\nwant %.300s", tg.name, a, want)
 		}
 	}
-	accepted0, err := acceptedConns(t.client, t.prom.url)
-	if err != nil {
-		return err
-	}
 	w, err := newWrk(e.dir, e.wrkCPU)
 	if err != nil {
 		return err
 	}
 	res := map[string][]sample{}
-	gateRequests := int64(0)
+	var gateRequests int64
+	var opened float64 // connections promgate opened to the TLS Prometheus under load
 	for rep := 0; rep < o.reps; rep++ {
 		for k := range targets {
 			tg := targets[(k+rep)%len(targets)]
@@ -118,10 +115,18 @@ func (e *env) tlsUpstreamCase(o options, cs []*benchCase) error {
 			if len(gw) > 0 {
 				s.rssOK = resetPeakRSS(gw[0])
 			}
+			accepted0, err := acceptedConns(t.client, t.prom.url)
+			if err != nil {
+				return err
+			}
 			g0, p0 := cpuTimes(gw), cpuTimes(up)
 			l, err := w.run(tg.url, tg.headers, o.conns, o.duration)
 			if err != nil {
 				return fmt.Errorf("TLS upstream, %s: %w", tg.name, err)
+			}
+			accepted1, err := acceptedConns(t.client, t.prom.url)
+			if err != nil {
+				return err
 			}
 			if l.errors != "" {
 				return fmt.Errorf("TLS upstream, %s: errors under load: %s", tg.name, l.errors)
@@ -133,13 +138,10 @@ func (e *env) tlsUpstreamCase(o options, cs []*benchCase) error {
 			}
 			if tg.name == "promgate TLS" {
 				gateRequests += l.requests
+				opened += accepted1 - accepted0 - 1 // the count's own connection
 			}
 			res[tg.name] = append(res[tg.name], s)
 		}
-	}
-	accepted1, err := acceptedConns(t.client, t.prom.url)
-	if err != nil {
-		return err
 	}
 
 	fmt.Printf("\nTLS upstream: case %s (%s), %d repetitions × %s, wrk -c%d; Prometheus with --web.config.file (TLS 1.3, basic auth)\n",
@@ -159,8 +161,12 @@ func (e *env) tlsUpstreamCase(o options, cs []*benchCase) error {
 		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%.2f\t%s\t%.0fµs\t\n", tg.name, s.rate, fmtDur(s.p50), fmtDur(s.p99), s.ratio, proxy, s.promCPU)
 	}
 	tw.Flush()
-	fmt.Printf("connections the TLS Prometheus accepted during the runs: %.0f (promgate TLS sent %d requests; wrk's direct TLS runs open %d per run)\n",
-		accepted1-accepted0, gateRequests, o.conns)
+	plain, tlsd := summarize(res["promgate"], nil), summarize(res["promgate TLS"], nil)
+	if plain.rate > 0 {
+		fmt.Printf("promgate, TLS upstream / plain upstream: %.2f of the requests per second, proxy CPU %.0f against %.0f µs per request\n",
+			tlsd.rate/plain.rate, tlsd.gateCPU, plain.gateCPU)
+	}
+	fmt.Printf("promgate opened %.0f connections to the TLS Prometheus for %d requests under load (%d clients)\n", opened, gateRequests, o.conns)
 	return nil
 }
 
