@@ -47,10 +47,8 @@ func (v *validator) httpClient(where string, u *Upstream, key, n *yaml.Node) {
 	if hc.FollowRedirects {
 		v.errorf(at("follow_redirects"), "%s.follow_redirects: promgate passes the upstream's redirects to the client, under its own path; remove follow_redirects or set it to false", where)
 	}
-	for _, k := range []string{"proxy_url", "no_proxy", "proxy_from_environment", "proxy_connect_header"} {
-		if f := field(n, k); f != nil {
-			v.errorf(at(k), "%s.%s: promgate connects to its upstreams directly, not through a proxy", where, k)
-		}
+	if p := hc.ProxyURL.URL; p != nil && p.Scheme != "http" {
+		v.errorf(at("proxy_url"), "%s.proxy_url: promgate reaches proxies over http:// only (a CONNECT tunnel), not %s://", where, p.Scheme)
 	}
 	if hc.HTTPHeaders != nil {
 		v.errorf(at("http_headers"), "%s.http_headers: use %s.headers", where, where)

@@ -33,6 +33,8 @@ func TestHTTPClientConfig(t *testing.T) {
       password_file: secrets/prom-password
     follow_redirects: false
     enable_http2: false
+    proxy_url: http://user:pw@proxy.internal:3128
+    no_proxy: localhost
   alertmanager:
     url: http://am:9093
     authorization:
@@ -51,6 +53,9 @@ func TestHTTPClientConfig(t *testing.T) {
 	if tc.CAFile != filepath.Join(dir, "certs/ca.pem") || tc.CertFile != "/etc/promgate/client.pem" || tc.KeyFile != filepath.Join(dir, "client.key") ||
 		tc.ServerName != "prom" || tc.MinVersion.String() != "TLS13" {
 		t.Errorf("tls_config = %+v", tc)
+	}
+	if p.ProxyURL.URL == nil || p.ProxyURL.Host != "proxy.internal:3128" || p.NoProxy != "localhost" {
+		t.Errorf("proxy_url = %v, no_proxy %q", p.ProxyURL.URL, p.NoProxy)
 	}
 	if b := p.BasicAuth; b == nil || b.Username != "promgate" || b.PasswordFile != filepath.Join(dir, "secrets/prom-password") {
 		t.Errorf("basic_auth = %+v", b)
@@ -74,12 +79,16 @@ func TestHTTPClientConfigRefused(t *testing.T) {
 			"line 4: upstreams.prometheus.enable_http2: promgate speaks HTTP/1.1",
 			"line 5: upstreams.prometheus.follow_redirects: promgate passes the upstream's redirects to the client",
 		}},
-		{"proxy", `
+		{"proxy over TLS", `
+    url: http://p:9090
+    proxy_url: https://proxy:3128`, []string{
+			"line 4: upstreams.prometheus.proxy_url: promgate reaches proxies over http:// only (a CONNECT tunnel), not https://",
+		}},
+		{"proxy settings", `
     url: http://p:9090
     proxy_url: http://proxy:3128
-    no_proxy: localhost`, []string{
-			"line 4: upstreams.prometheus.proxy_url: promgate connects to its upstreams directly",
-			"line 5: upstreams.prometheus.no_proxy: promgate connects",
+    proxy_from_environment: true`, []string{
+			"upstreams.prometheus: if proxy_from_environment is configured, proxy_url must not be configured",
 		}},
 		{"userinfo and basic_auth", `
     url: http://u:p@p:9090

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"net"
+	"net/http"
 	"strings"
 	"time"
 
@@ -17,6 +18,10 @@ type dialer struct {
 	host   string // the URL's host name, the TLS server name by default
 	tls    *tlsSource
 	dialer *net.Dialer
+	// proxy is the host:port of the HTTP proxy the upstream is reached
+	// through, "" for none; proxyHeader goes with its CONNECT.
+	proxy       string
+	proxyHeader http.Header
 }
 
 func newDialer(scheme, host string) *dialer {
@@ -53,9 +58,19 @@ func (d *dialer) configureTLS(tc *commoncfg.TLSConfig) error {
 const handshakeTimeout = 10 * time.Second
 
 func (d *dialer) dial(ctx context.Context) (*conn, error) {
-	nc, err := d.dialer.DialContext(ctx, "tcp", d.addr)
+	addr := d.addr
+	if d.proxy != "" {
+		addr = d.proxy
+	}
+	nc, err := d.dialer.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err
+	}
+	if d.proxy != "" {
+		if err := d.connect(ctx, nc); err != nil {
+			nc.Close()
+			return nil, err
+		}
 	}
 	raw := rawConn(nc)
 	if d.tls == nil {

@@ -108,6 +108,9 @@ func New(o Options, logger *slog.Logger) (*Upstream, error) {
 		if err := u.dialer.configureTLS(&o.Client.TLSConfig); err != nil {
 			return nil, fmt.Errorf("upstream %s: %w", o.URL.Redacted(), err)
 		}
+		if err := u.dialer.configureProxy(&o.Client.ProxyConfig, o.URL); err != nil {
+			return nil, fmt.Errorf("upstream %s: %w", o.URL.Redacted(), err)
+		}
 	}
 	creds, err := newCredentials(o.Client, o.URL.User)
 	if err != nil {
@@ -405,7 +408,10 @@ func (u *Upstream) classify(ctx context.Context, err error) *apierror.Error {
 		// The cause (an address, a refused dial) is logged, not shown to
 		// tenants; a failed TLS handshake is named.
 		var he *handshakeError
-		if errors.As(err, &he) {
+		var pe *proxyError
+		if errors.As(err, &pe) {
+			e = apierror.New(apierror.Upstream, "%s", pe.Error())
+		} else if errors.As(err, &he) {
 			e = apierror.New(apierror.Upstream, "upstream unavailable: %s", he.reason())
 		} else if alert := tlsAlert(err); alert != "" {
 			e = apierror.New(apierror.Upstream, "upstream unavailable: %s", alert)
