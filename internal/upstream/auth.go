@@ -65,6 +65,12 @@ func newCredentials(hc *commoncfg.HTTPClientConfig, user *url.Userinfo) (*creden
 		return &credentials{static: basicAuth(user.Username(), password), kind: "the URL's user information"}, nil
 	}
 	c := &credentials{kind: kind}
+	mutable := false // a secret is read from a file
+	readers := func(rs ...commoncfg.SecretReader) {
+		for _, r := range rs {
+			mutable = mutable || r != nil && !r.Immutable()
+		}
+	}
 	switch kind {
 	case "":
 		return nil, nil
@@ -78,6 +84,7 @@ func newCredentials(hc *commoncfg.HTTPClientConfig, user *url.Userinfo) (*creden
 		if err != nil {
 			return nil, fmt.Errorf("basic_auth password: %w", err)
 		}
+		readers(username, password)
 		c.render = func() (string, error) {
 			u, err := fetch(username)
 			if err != nil {
@@ -102,6 +109,7 @@ func newCredentials(hc *commoncfg.HTTPClientConfig, user *url.Userinfo) (*creden
 		if err != nil {
 			return nil, fmt.Errorf("authorization credentials: %w", err)
 		}
+		readers(cred)
 		c.render = func() (string, error) {
 			v, err := fetch(cred)
 			if err != nil {
@@ -118,8 +126,12 @@ func newCredentials(hc *commoncfg.HTTPClientConfig, user *url.Userinfo) (*creden
 		return c, nil // the token is fetched on the first request
 	}
 	// A secret file that cannot be read fails the configuration.
-	if _, err := c.value(); err != nil {
+	v, err := c.value()
+	if err != nil {
 		return nil, fmt.Errorf("%s: %w", kind, err)
+	}
+	if !mutable {
+		c.static, c.render = v, nil // given inline: rendered once
 	}
 	return c, nil
 }

@@ -8,16 +8,21 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
+
+	commoncfg "github.com/prometheus/common/config"
 )
 
 // BenchmarkServeHTTPTLS is BenchmarkServeHTTP's small answer over plain
 // HTTP and over TLS, with the upstream's connections counted: dials per
 // 1000 requests shows that TLS connections are kept alive (0 after the
-// first). "tls/handshake-per-request" has the upstream close every
-// connection: each request pays a resumed handshake.
+// first). "tls1.3/handshake-per-request" has the upstream close every
+// connection: each request pays a resumed handshake; the last one adds
+// basic auth whose password is in a file.
 func BenchmarkServeHTTPTLS(b *testing.B) {
 	body := strings.Repeat("x", 3<<10)
 	handler := func(close bool) http.Handler {
@@ -34,11 +39,13 @@ func BenchmarkServeHTTPTLS(b *testing.B) {
 		tls     bool
 		version uint16
 		close   bool
+		auth    bool // basic_auth with a password_file
 	}{
-		{"plain", false, 0, false},
-		{"tls1.3", true, tls.VersionTLS13, false},
-		{"tls1.2", true, tls.VersionTLS12, false},
-		{"tls1.3/handshake-per-request", true, tls.VersionTLS13, true},
+		{"plain", false, 0, false, false},
+		{"tls1.3", true, tls.VersionTLS13, false, false},
+		{"tls1.2", true, tls.VersionTLS12, false, false},
+		{"tls1.3/handshake-per-request", true, tls.VersionTLS13, true, false},
+		{"tls1.3/basic_auth-password_file", true, tls.VersionTLS13, false, true},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			var srv *httptest.Server
@@ -48,6 +55,11 @@ func BenchmarkServeHTTPTLS(b *testing.B) {
 				var ca string
 				srv, dials, ca = tlsServer(b, handler(tc.close), func(c *tls.Config) { c.MinVersion, c.MaxVersion = tc.version, tc.version })
 				o.Client = withCA(ca)
+				if tc.auth {
+					file := filepath.Join(b.TempDir(), "password")
+					os.WriteFile(file, []byte("pw"), 0o600)
+					o.Client.BasicAuth = &commoncfg.BasicAuth{Username: "promgate", PasswordFile: file}
+				}
 			} else {
 				dials = new(atomic.Int64)
 				srv = httptest.NewUnstartedServer(handler(tc.close))
