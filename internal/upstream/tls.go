@@ -116,22 +116,55 @@ type tlsConn struct {
 	transport *transportConn
 }
 
-// transportConn is the TCP connection under a TLS one.
+// transportConn is the TCP connection under a TLS one. It follows the
+// record framing of what it reads (a 5-byte header with the length, then
+// the body), so that alive can tell whether the TLS layer holds part of a
+// record: bytes the upstream sent unasked, of which more is to come.
 type transportConn struct {
 	net.Conn
 	raw         syscall.RawConn // nil where reads cannot be non-blocking
 	nonBlocking bool            // set by alive only, on a connection nobody else uses
+
+	body   int     // bytes of the current record's body still to read
+	header [5]byte // the next record's header, as far as read
+	hlen   int
 }
 
-func (t *transportConn) Read(p []byte) (int, error) {
-	if !t.nonBlocking {
-		return t.Conn.Read(p)
-	}
-	if t.raw == nil {
+func (t *transportConn) Read(p []byte) (n int, err error) {
+	switch {
+	case !t.nonBlocking:
+		n, err = t.Conn.Read(p)
+	case t.raw == nil:
 		return 0, errWouldBlock
+	default:
+		n, err = readNonBlocking(t.raw, p)
 	}
-	return readNonBlocking(t.raw, p)
+	t.frame(p[:n])
+	return n, err
 }
+
+// frame follows the records in p.
+func (t *transportConn) frame(p []byte) {
+	for len(p) > 0 {
+		if t.body > 0 {
+			k := min(t.body, len(p))
+			t.body -= k
+			p = p[k:]
+			continue
+		}
+		k := copy(t.header[t.hlen:], p)
+		t.hlen += k
+		p = p[k:]
+		if t.hlen == len(t.header) {
+			t.body, t.hlen = int(t.header[3])<<8|int(t.header[4]), 0
+		}
+	}
+}
+
+// betweenRecords reports whether every byte read belongs to a whole
+// record: the TLS layer, which processes whole records only, has nothing
+// of the upstream's left to process.
+func (t *transportConn) betweenRecords() bool { return t.body == 0 && t.hlen == 0 }
 
 // errWouldBlock is a read with nothing to read. The TLS layer takes it as
 // temporary (a net.Error whose Temporary is true): the connection stays
@@ -146,8 +179,8 @@ func (wouldBlock) Temporary() bool { return true }
 
 // aliveTLS reports whether an idle TLS connection can be reused: no
 // application data unread (in promgate's buffer or the TLS layer's), no
-// close_notify, no end of stream. Records of the TLS layer's own are
-// processed.
+// part of a record, no close_notify, no end of stream. Records of the TLS
+// layer's own are processed.
 func aliveTLS(c *conn) bool {
 	if c.br.Buffered() > 0 {
 		return false
@@ -157,7 +190,7 @@ func aliveTLS(c *conn) bool {
 	var b [1]byte
 	n, err := t.Read(b[:])
 	t.transport.nonBlocking = false
-	return n == 0 && err == errWouldBlock
+	return n == 0 && err == errWouldBlock && t.transport.betweenRecords()
 }
 
 // fileStamp tells a changed file from the same one.

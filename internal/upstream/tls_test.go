@@ -341,3 +341,92 @@ func selfSignedPEM(t *testing.T) []byte {
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 }
+
+// holdingRelay passes TCP connections on to target. Once hold is called,
+// the first connection passes only the next few bytes from the upstream and
+// keeps the rest: part of a TLS record arrives, as from a far upstream
+// still sending.
+func holdingRelay(t *testing.T, target string) (addr string, hold func()) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var open []net.Conn
+	done := make(chan struct{})
+	t.Cleanup(func() {
+		ln.Close()
+		close(done)
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range open {
+			c.Close()
+		}
+	})
+	var held atomic.Bool
+	first := true
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			up, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			mu.Lock()
+			open = append(open, c, up)
+			mu.Unlock()
+			holds := first
+			first = false
+			go io.Copy(up, c)
+			go func() {
+				buf := make([]byte, 32<<10)
+				for {
+					n, err := up.Read(buf)
+					if n > 0 && holds && held.Load() {
+						c.Write(buf[:min(n, 10)]) // a header and 5 bytes
+						<-done                    // the rest never comes
+						return
+					}
+					if n > 0 {
+						c.Write(buf[:n])
+					}
+					if err != nil {
+						c.Close()
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String(), func() { held.Store(true) }
+}
+
+// Part of a record after an answer (the start of bytes the upstream sent
+// unasked, the rest on its way) closes the connection: reused, the next
+// request would read the rest as its answer, or wait for it.
+func TestTLSPartialRecordCloses(t *testing.T) {
+	base, ca, conns, written := rawTLSUpstream(t, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nlate", false)
+	target := strings.TrimPrefix(base, "https://")
+	addr, hold := holdingRelay(t, target)
+	u := newUpstream(t, "https://"+addr, Options{Client: &commoncfg.HTTPClientConfig{TLSConfig: commoncfg.TLSConfig{CAFile: ca, ServerName: "127.0.0.1"}}, Timeout: 5 * time.Second})
+	if w := serve(u, "/", nil); w.Code != 200 || w.Body.String() != "ok" {
+		t.Fatalf("status %d, body %q", w.Code, w.Body)
+	}
+	hold()
+	<-written
+	deadline := time.Now().Add(5 * time.Second)
+	for !peeked(u.pool.idle[0]) && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if w := serve(u, "/", nil); w.Code != 200 || w.Body.String() != "ok" {
+		t.Fatalf("after part of a late record: status %d, body %q", w.Code, w.Body)
+	}
+	if n := conns.Load(); n != 2 {
+		t.Errorf("%d connections, want 2", n)
+	}
+}
