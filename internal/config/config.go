@@ -6,6 +6,8 @@ import (
 	"text/template"
 	"time"
 
+	commoncfg "github.com/prometheus/common/config"
+
 	"github.com/promgate/promgate/internal/policy"
 )
 
@@ -77,6 +79,11 @@ type Upstream struct {
 	// Tenancy names the tenant of each request to Mimir, Cortex, GEM,
 	// Loki or Thanos; see tenancy.go.
 	Tenancy *Tenancy `yaml:"tenancy"`
+	// HTTPClient is how promgate connects and authenticates to the
+	// upstream: the keys of Prometheus' http_client_config (tls_config,
+	// basic_auth, authorization, oauth2, ...), written directly under the
+	// upstream as in a scrape config. See httpclient.go.
+	HTTPClient commoncfg.HTTPClientConfig `yaml:",inline"`
 
 	// headerTemplates are the templated Headers, parsed by Parse so that
 	// RenderHeaders does not parse them on every request.

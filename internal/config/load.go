@@ -47,6 +47,7 @@ func LoadFileWeb(path string, web WebUsers) (*Config, error) {
 // does for the files its configuration names.
 func (c *Config) setDirectory(dir string) {
 	c.Audit.auditDirectory(dir)
+	c.httpClientDirectory(dir)
 	if j := c.Authentication.JWT; j != nil && j.JWKSFile != "" && !filepath.IsAbs(j.JWKSFile) {
 		j.JWKSFile = filepath.Join(dir, j.JWKSFile)
 	}

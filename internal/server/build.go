@@ -51,6 +51,7 @@ func Build(cfg *config.Config, o BuildOptions, logger *slog.Logger) (*State, err
 	}
 	prom, err := upstream.New(upstream.Options{
 		URL:          u,
+		Client:       &pu.HTTPClient,
 		Timeout:      pu.Timeout,
 		Headers:      headers(pu),
 		HeaderNames:  headerNames(pu),
@@ -86,6 +87,7 @@ func Build(cfg *config.Config, o BuildOptions, logger *slog.Logger) (*State, err
 		}
 		am, err := upstream.New(upstream.Options{
 			URL:          u,
+			Client:       &amu.HTTPClient,
 			Timeout:      amu.Timeout,
 			Headers:      headers(amu),
 			HeaderNames:  headerNames(amu),

@@ -13,6 +13,9 @@ import (
 // without blocking, on the descriptor kept at dial time (SyscallConn
 // allocates, and Control skips the poller that Read would arm).
 func alive(c *conn) bool {
+	if c.tls != nil {
+		return aliveTLS(c)
+	}
 	if c.br.Buffered() > 0 {
 		return false
 	}

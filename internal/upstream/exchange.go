@@ -66,6 +66,9 @@ func (u *Upstream) roundTrip(ctx context.Context, rq *request) (*exchange, error
 			x.start = start
 		}
 	}
+	if err == nil && x.resp.StatusCode == http.StatusUnauthorized {
+		return nil, u.refused(x)
+	}
 	return x, err
 }
 

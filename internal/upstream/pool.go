@@ -2,10 +2,7 @@ package upstream
 
 import (
 	"bufio"
-	"context"
-	"crypto/tls"
 	"net"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -36,6 +33,7 @@ const sweepInterval = 5 * time.Second
 type conn struct {
 	nc        net.Conn
 	raw       syscall.RawConn // nc's descriptor, for alive; nil where none
+	tls       *tlsConn        // nc as TLS, for alive; nil over plain HTTP
 	br        *bufio.Reader
 	buf       []byte // the request being written
 	idleSince time.Time
@@ -162,44 +160,4 @@ func (p *connPool) close() {
 	for _, c := range idle {
 		c.nc.Close()
 	}
-}
-
-// dialer opens connections to one upstream address.
-type dialer struct {
-	addr   string // host:port
-	tls    *tls.Config
-	dialer *net.Dialer
-}
-
-func newDialer(scheme, host string) *dialer {
-	d := &dialer{addr: host, dialer: &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}}
-	hostname, port, err := net.SplitHostPort(host)
-	if err != nil {
-		hostname = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
-		port = map[bool]string{true: "443", false: "80"}[scheme == "https"]
-		d.addr = net.JoinHostPort(hostname, port)
-	}
-	if scheme == "https" {
-		d.tls = &tls.Config{ServerName: hostname}
-	}
-	return d
-}
-
-func (d *dialer) dial(ctx context.Context) (*conn, error) {
-	nc, err := d.dialer.DialContext(ctx, "tcp", d.addr)
-	if err != nil {
-		return nil, err
-	}
-	if d.tls != nil {
-		tc := tls.Client(nc, d.tls.Clone())
-		hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		err := tc.HandshakeContext(hctx)
-		cancel()
-		if err != nil {
-			nc.Close()
-			return nil, err
-		}
-		nc = tc
-	}
-	return &conn{nc: nc, raw: rawConn(nc), br: bufio.NewReaderSize(nc, readBufferSize)}, nil
 }

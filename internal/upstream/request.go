@@ -10,6 +10,8 @@ import (
 	"strconv"
 
 	"golang.org/x/net/http/httpguts"
+
+	"github.com/promgate/promgate/internal/apierror"
 )
 
 // request is one request as it will be sent: every path (enforced queries,
@@ -26,6 +28,10 @@ type request struct {
 	length   int64
 	extra    http.Header // the tenancy headers, rendered
 	forwards bool        // add X-Forwarded-* (ServeHTTP, not Do)
+
+	// authorization is promgate's credentials for the upstream, rendered;
+	// "" for none.
+	authorization string
 }
 
 // replayable reports whether the request may be sent again on another
@@ -47,6 +53,12 @@ func (u *Upstream) newRequest(r *http.Request, forwards bool) (*request, error) 
 		return nil, err
 	}
 	rq := &request{in: r, out: r, extra: extra, forwards: forwards}
+	if u.authorization != nil {
+		if rq.authorization, err = u.authorization.value(); err != nil {
+			u.logger.Error("upstream credentials could not be read", "credentials", u.authorization.kind, "err", err)
+			return nil, apierror.New(apierror.Upstream, "upstream unavailable: promgate's credentials for the upstream (%s) could not be read", u.authorization.kind)
+		}
+	}
 	body, ok := bodyInMemory(r)
 	if !ok && r.ContentLength > 0 && r.ContentLength <= maxReadBody {
 		// A small body of known length (an unrestricted client's POST):
@@ -174,9 +186,9 @@ func (u *Upstream) writeRequest(c *conn, rq *request) error {
 			b = append(b, "X-Forwarded-Proto: https\r\n"...)
 		}
 	}
-	if u.authorization != "" {
+	if rq.authorization != "" {
 		b = append(b, "Authorization: "...)
-		b = append(b, u.authorization...)
+		b = append(b, rq.authorization...)
 		b = append(b, "\r\n"...)
 	}
 	for name, values := range rq.extra {

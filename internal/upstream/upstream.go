@@ -18,6 +18,8 @@ import (
 	"sync"
 	"time"
 
+	commoncfg "github.com/prometheus/common/config"
+
 	"github.com/promgate/promgate/internal/apierror"
 	"github.com/promgate/promgate/internal/identity"
 )
@@ -27,6 +29,10 @@ type Options struct {
 	// URL is the server's base URL; request paths are appended to its path.
 	// Its user information, if any, is sent as basic auth on every request.
 	URL *url.URL
+	// Client holds the upstream's TLS settings and credentials (tls_config,
+	// basic_auth, authorization, oauth2); nil for none. The configuration
+	// refuses the keys promgate does not implement (proxies, HTTP/2).
+	Client *commoncfg.HTTPClientConfig
 	// Timeout bounds a whole call, response body included.
 	Timeout time.Duration
 	// Headers renders the headers set on every request for a user, for
@@ -61,7 +67,7 @@ type Upstream struct {
 	tenancy       *Tenancy
 	strip         []string
 	stripped      map[string]bool // strip, as a set
-	authorization string          // from the URL's user information
+	authorization *credentials    // sent upstream; nil for none
 	pool          *connPool
 	dialer        *dialer
 	logger        *slog.Logger
@@ -102,20 +108,31 @@ func New(o Options, logger *slog.Logger) (*Upstream, error) {
 		pool:   &connPool{max: o.MaxIdleConns, timeout: idleConnTimeout, done: make(chan struct{})},
 		dialer: newDialer(o.URL.Scheme, o.URL.Host),
 	}
+	if o.Client != nil {
+		if err := u.dialer.configureTLS(&o.Client.TLSConfig); err != nil {
+			return nil, fmt.Errorf("upstream %s: %w", o.URL.Redacted(), err)
+		}
+		if err := u.dialer.configureProxy(&o.Client.ProxyConfig, o.URL); err != nil {
+			return nil, fmt.Errorf("upstream %s: %w", o.URL.Redacted(), err)
+		}
+	}
+	creds, err := newCredentials(o.Client, o.URL.User)
+	if err != nil {
+		return nil, fmt.Errorf("upstream %s: %w", o.URL.Redacted(), err)
+	}
+	u.authorization = creds
 	if u.writeErr == nil {
 		u.writeErr = func(w http.ResponseWriter, _ *http.Request, err error) { apierror.Write(w, err) }
 	}
 	strip := append([]string(nil), o.StripHeaders...)
 	// A tenancy header sent by the client must never reach the upstream.
 	strip = append(strip, o.HeaderNames...)
-	if user := o.URL.User; user != nil {
+	if creds != nil {
 		for _, h := range o.HeaderNames {
 			if http.CanonicalHeaderKey(h) == "Authorization" {
-				return nil, fmt.Errorf("upstream %s: credentials in the URL and an Authorization header: give one", o.URL.Redacted())
+				return nil, fmt.Errorf("upstream %s: credentials (%s) and an Authorization header: give one", o.URL.Redacted(), creds.kind)
 			}
 		}
-		password, _ := user.Password()
-		u.authorization = basicAuth(user.Username(), password)
 		strip = append(strip, "Authorization")
 	}
 	for _, h := range strip {
@@ -399,8 +416,18 @@ func (u *Upstream) classify(ctx context.Context, err error) *apierror.Error {
 		return apierror.New(apierror.Canceled, "client closed the request")
 	default:
 		// The cause (an address, a refused dial) is logged, not shown to
-		// tenants.
-		e = apierror.New(apierror.Upstream, "upstream unavailable")
+		// tenants; a failed TLS handshake is named.
+		var he *handshakeError
+		var pe *proxyError
+		if errors.As(err, &pe) {
+			e = apierror.New(apierror.Upstream, "%s", pe.Error())
+		} else if errors.As(err, &he) {
+			e = apierror.New(apierror.Upstream, "upstream unavailable: %s", he.reason())
+		} else if alert := tlsAlert(err); alert != "" {
+			e = apierror.New(apierror.Upstream, "upstream unavailable: %s", alert)
+		} else {
+			e = apierror.New(apierror.Upstream, "upstream unavailable")
+		}
 	}
 	u.logger.Warn("upstream request failed", "err", err)
 	return e

@@ -169,6 +169,9 @@ func run(o options) error {
 			return fmt.Errorf("wrong answer after the load: %w", err)
 		}
 		printReport(os.Stdout, o, e, all, sizes, res, time.Since(begin))
+		if err := e.tlsUpstreamCase(o, all); err != nil {
+			return err
+		}
 	}
 	if o.section("curves") {
 		if err := runCurves(os.Stdout, o, e); err != nil {
