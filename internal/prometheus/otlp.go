@@ -3,6 +3,7 @@ package prometheus
 import (
 	"encoding/json"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -76,15 +77,17 @@ func (c *otlpSettingsCache) get(a *API, r *http.Request) (*otlpTranslation, erro
 	if c.cur != nil && time.Since(c.fetched) < otlpSettingsTTL {
 		return c.cur, nil
 	}
-	// Prometheus 2.x translated OTLP with older code and settings (and
-	// 3.x before 3.16 with older rules of its own): promgate could not
-	// compute the labels they write.
-	known, ok := a.caps.version(a, r, 3, 16)
+	// promgate computes the series with the translator of Prometheus
+	// 3.16. Other versions translate with other code: 2.x with older
+	// settings and rules, other 3.x minors with rules of their own (and a
+	// later one may read fields of the OTLP messages this decoder skips).
+	// Their labels could differ from the ones promgate decides on.
+	known, version, ok := a.caps.minorVersion(a, r, otlpMajor, otlpMinor)
 	if !known {
 		return nil, apierror.New(apierror.Unavailable, "OTLP writes need the upstream's version, which it did not give (/api/v1/status/buildinfo)")
 	}
 	if !ok {
-		return nil, apierror.New(apierror.Forbidden, "OTLP writes through promgate need a Prometheus 3.16 or later upstream: promgate computes the series with Prometheus 3.16's translation")
+		return nil, apierror.New(apierror.Forbidden, "OTLP writes through promgate need a Prometheus %d.%d upstream, whose translation promgate computes the series with; the upstream is %s", otlpMajor, otlpMinor, version)
 	}
 	ctx, cancel := a.up.WithTimeout(r.Context())
 	defer cancel()
@@ -110,16 +113,24 @@ func (c *otlpSettingsCache) get(a *API, r *http.Request) (*otlpTranslation, erro
 	return tr, nil
 }
 
-// version reports whether the upstream's version is known and, if so,
-// whether it is major.minor or later.
-func (c *capabilities) version(a *API, r *http.Request, major, minor int) (known, atLeast bool) {
+// The Prometheus version whose OTLP translation promgate carries (the
+// prometheus module in go.mod).
+const otlpMajor, otlpMinor = 3, 16
+
+// minorVersion reports whether the upstream's version is known and, if
+// so, what it is and whether it is major.minor (any patch release). A
+// build without a version is not known to be any.
+func (c *capabilities) minorVersion(a *API, r *http.Request, major, minor int) (known bool, version string, is bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.load(a, r)
-	if !c.known {
-		return false, false
+	switch {
+	case !c.known:
+		return false, "", false
+	case c.latest || (c.major == 0 && c.minor == 0):
+		return true, "a build without a version", false
 	}
-	return true, c.latest || c.major > major || (c.major == major && c.minor >= minor)
+	return true, strconv.Itoa(c.major) + "." + strconv.Itoa(c.minor), c.major == major && c.minor == minor
 }
 
 // parseOTLPSettings reads the translation settings from the data of the
