@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/storage"
 	prw "github.com/prometheus/prometheus/storage/remote/otlptranslator/prometheusremotewrite"
+	"go.opentelemetry.io/collector/pdata/pmetric"
 )
 
 // otlpFuzzSettings are the upstream settings the fuzzer picks from.
@@ -115,4 +116,51 @@ func FuzzOTLP(f *testing.F) {
 			t.Fatalf("accepted %d series", len(seen))
 		}
 	})
+}
+
+// BenchmarkOTLPCheck: decoding, translating and checking a realistic
+// export (500 series, 2,000 samples: counters with 3 attributes, and
+// histograms of 10 buckets, each bucket a series) as protobuf.
+func BenchmarkOTLPCheck(b *testing.B) {
+	var metrics []otlpMetric
+	// 300 counter series + 20 histograms (10 bucket series with +Inf, sum,
+	// count: 13 series each, 260) ≈ 560 series.
+	for i := range 300 {
+		metrics = append(metrics, otlpMetric{name: "bench.requests", kind: "counter",
+			attrs: map[string]string{"route": "/r" + string(rune('a'+i%26)), "code": string(rune('0' + i/26%10)), "method": "GET" + string(rune('a'+i/260))}})
+	}
+	md := otlpExport(otlpResource{map[string]string{"service.name": "app-a", "service.instance.id": "i-1", "host.name": "h"}, metrics})
+	hs := md.ResourceMetrics().At(0).ScopeMetrics().At(0).Metrics()
+	for i := range 20 {
+		m := hs.AppendEmpty()
+		m.SetName("bench.duration")
+		m.SetUnit("s")
+		h := m.SetEmptyHistogram()
+		h.SetAggregationTemporality(pmetric.AggregationTemporalityCumulative)
+		dp := h.DataPoints().AppendEmpty()
+		dp.SetTimestamp(md.ResourceMetrics().At(0).ScopeMetrics().At(0).Metrics().At(0).Sum().DataPoints().At(0).Timestamp())
+		dp.Attributes().PutStr("route", "/h"+string(rune('a'+i)))
+		dp.ExplicitBounds().FromRaw([]float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5})
+		dp.BucketCounts().FromRaw([]uint64{1, 1, 1, 1, 1, 1, 1, 1, 1, 1})
+		dp.SetCount(10)
+		dp.SetSum(3)
+	}
+	body := otlpProto(b, md)
+	tr, err := parseOTLPSettings([]byte(statusConfig("")), []byte(statusFlags("")))
+	if err != nil {
+		b.Fatal(err)
+	}
+	enf := enforcer(&testing.T{}, `{job="app-a"}`)
+	lim := WriteLimits{}.withDefaults()
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		md, err := decodeOTLP(body, false)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := checkOTLP(context.Background(), md, tr, enf, lim); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
