@@ -103,8 +103,8 @@ func otlpReceived(t *testing.T, promURL string) float64 {
 	return sum
 }
 
-// gateQuery runs expr through promgate as u and returns the series' labels.
-func gateQuery(t *testing.T, gateURL string, u remoteUser, expr string) []map[string]string {
+// otlpGateQuery runs expr through promgate as u and returns the series' labels.
+func otlpGateQuery(t *testing.T, gateURL string, u remoteUser, expr string) []map[string]string {
 	t.Helper()
 	req, _ := http.NewRequest("GET", gateURL+"/api/v1/query?"+url.Values{"query": {expr}}.Encode(), nil)
 	req.SetBasicAuth(u.name, u.password())
@@ -161,7 +161,7 @@ func otlpJSONGauge(svc otlpService, name string, v float64) []byte {
 		svc.namespace, svc.name, svc.instance, name, v, time.Now().UnixNano()))
 }
 
-func gzipBytes(b []byte) []byte {
+func otlpGzip(b []byte) []byte {
 	var buf bytes.Buffer
 	zw := gzip.NewWriter(&buf)
 	zw.Write(b)
@@ -200,13 +200,13 @@ func TestOTLPWrite(t *testing.T) {
 			}
 		}
 		// The tenant sees them through promgate; another tenant does not.
-		if got := gateQuery(t, gate.url, alice, `plain_orders_placed_total`); len(got) != 1 || got[0]["payment_method"] != "card" {
+		if got := otlpGateQuery(t, gate.url, alice, `plain_orders_placed_total`); len(got) != 1 || got[0]["payment_method"] != "card" {
 			t.Errorf("alice reads %v", got)
 		}
-		if got := gateQuery(t, gate.url, alice, `target_info`); len(got) != 1 || got[0]["deployment_environment"] != "e2e" {
+		if got := otlpGateQuery(t, gate.url, alice, `target_info`); len(got) != 1 || got[0]["deployment_environment"] != "e2e" {
 			t.Errorf("alice's target_info: %v", got)
 		}
-		if got := gateQuery(t, gate.url, bob, `{__name__=~"plain_.*|target_info"}`); len(got) != 0 {
+		if got := otlpGateQuery(t, gate.url, bob, `{__name__=~"plain_.*|target_info"}`); len(got) != 0 {
 			t.Errorf("bob reads alice's series: %v", got)
 		}
 	})
@@ -225,12 +225,12 @@ func TestOTLPWrite(t *testing.T) {
 			name := fmt.Sprintf("json_gauge_%v", gz)
 			body, header := otlpJSONGauge(cartA, name, 7), []string{"Content-Type", "application/json"}
 			if gz {
-				body, header = gzipBytes(body), append(header, "Content-Encoding", "gzip")
+				body, header = otlpGzip(body), append(header, "Content-Encoding", "gzip")
 			}
 			if code, body := postOTLP(t, gate.url, alice, body, header...); code != 200 {
 				t.Fatalf("status %d: %s", code, body)
 			}
-			if got := gateQuery(t, gate.url, alice, name); len(got) != 1 || got[0]["job"] != "shop/cart-a" {
+			if got := otlpGateQuery(t, gate.url, alice, name); len(got) != 1 || got[0]["job"] != "shop/cart-a" {
 				t.Errorf("alice reads %v", got)
 			}
 		}
@@ -256,10 +256,10 @@ func TestOTLPWrite(t *testing.T) {
 		if err := otlpExport(t, gate.url, bob, otlpService{"shop", "cart-b", "b-1"}, "bobs", false); err != nil {
 			t.Fatalf("bob's own export: %v", err)
 		}
-		if got := gateQuery(t, gate.url, bob, `bobs_orders_placed_total`); len(got) != 1 {
+		if got := otlpGateQuery(t, gate.url, bob, `bobs_orders_placed_total`); len(got) != 1 {
 			t.Errorf("bob reads %v", got)
 		}
-		if got := gateQuery(t, gate.url, alice, `bobs_orders_placed_total`); len(got) != 0 {
+		if got := otlpGateQuery(t, gate.url, alice, `bobs_orders_placed_total`); len(got) != 0 {
 			t.Errorf("alice reads bob's %v", got)
 		}
 	})
@@ -344,7 +344,7 @@ func TestOTLPWriteUTF8(t *testing.T) {
 	if got := rwInstantQuery(t, upstream.url, `{__name__=~"utf8_.*"}`); len(got) != 0 {
 		t.Errorf("escaped names upstream: %v", got)
 	}
-	if got := gateQuery(t, gate.url, alice, `{"utf8.queue.depth"}`); len(got) != 1 || got[0]["team.name"] != "a" {
+	if got := otlpGateQuery(t, gate.url, alice, `{"utf8.queue.depth"}`); len(got) != 1 || got[0]["team.name"] != "a" {
 		t.Errorf("alice reads %v", got)
 	}
 	// The same export under an escaping upstream would be utf8_queue_depth:
