@@ -498,6 +498,16 @@ func TestOTLPWriteUpstreamSettings(t *testing.T) {
 	if n := up.count("/api/v1/status/config"); n != 1 {
 		t.Errorf("config read %d times for three requests, want once", n)
 	}
+	// The upstream's configuration changes (a reload dropping the
+	// promotion): followed once the settings are older than their TTL.
+	up.answers["/api/v1/status/config"] = success(statusConfig(""))
+	api.otlp.fetched = time.Now().Add(-otlpSettingsTTL - time.Second)
+	if rec := postOTLP(api, pol, t, pb, "Content-Type", otlpProtoType); rec.Code != 403 {
+		t.Fatalf("after the upstream's change: status %d: %s", rec.Code, rec.Body)
+	}
+	if n := up.count("/api/v1/status/config"); n != 2 {
+		t.Errorf("config read %d times, want twice", n)
+	}
 
 	// Without the promotion, team is no label of the series.
 	up = &otlpReceiver{paths: otlpUpstream("3.16.0", "", "")}
