@@ -3,7 +3,6 @@ package prometheus
 import (
 	"encoding/json"
 	"net/http"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -64,7 +63,8 @@ const otlpSettingsTTL = 15 * time.Second
 // tenant write series outside its policy). The otlp: block comes from
 // /api/v1/status/config, the feature flags that change the translation
 // (otlp-deltatocumulative, otlp-native-delta-ingestion, type-and-unit-labels)
-// from /api/v1/status/flags. Without them no OTLP write passes (503).
+// from /api/v1/status/flags, the version from /api/v1/status/buildinfo.
+// Without them no OTLP write passes (503).
 type otlpSettingsCache struct {
 	mu      sync.Mutex
 	cur     *otlpTranslation
@@ -77,18 +77,6 @@ func (c *otlpSettingsCache) get(a *API, r *http.Request) (*otlpTranslation, erro
 	if c.cur != nil && time.Since(c.fetched) < otlpSettingsTTL {
 		return c.cur, nil
 	}
-	// promgate computes the series with the translator of Prometheus
-	// 3.16. Other versions translate with other code: 2.x with older
-	// settings and rules, other 3.x minors with rules of their own (and a
-	// later one may read fields of the OTLP messages this decoder skips).
-	// Their labels could differ from the ones promgate decides on.
-	known, version, ok := a.caps.minorVersion(a, r, otlpMajor, otlpMinor)
-	if !known {
-		return nil, apierror.New(apierror.Unavailable, "OTLP writes need the upstream's version, which it did not give (/api/v1/status/buildinfo)")
-	}
-	if !ok {
-		return nil, apierror.New(apierror.Forbidden, "OTLP writes through promgate need a Prometheus %d.%d upstream, whose translation promgate computes the series with; the upstream is %s", otlpMajor, otlpMinor, version)
-	}
 	ctx, cancel := a.up.WithTimeout(r.Context())
 	defer cancel()
 	get := r.Clone(ctx)
@@ -97,6 +85,29 @@ func (c *otlpSettingsCache) get(a *API, r *http.Request) (*otlpTranslation, erro
 	get.ContentLength = 0
 	get.Header.Del("Content-Type")
 	get.Header.Del("Content-Encoding")
+	// promgate computes the series with the translator of Prometheus
+	// 3.16. Other versions translate with other code: 2.x with older
+	// settings and rules, other 3.x minors with rules of their own (and a
+	// later one may read fields of the OTLP messages this decoder skips).
+	// Their labels could differ from the ones promgate decides on. The
+	// version is read with the settings, so an upgrade is followed too.
+	biData, ok := a.upstreamData(get, "/api/v1/status/buildinfo")
+	if !ok {
+		return nil, apierror.New(apierror.Unavailable, "OTLP writes need the upstream's version (/api/v1/status/buildinfo), which it did not give")
+	}
+	var bi struct {
+		Version string `json:"version"`
+	}
+	if err := json.Unmarshal(biData, &bi); err != nil {
+		return nil, apierror.New(apierror.Upstream, "reading the upstream's version: %v", err)
+	}
+	if major, minor, ok := version(bi.Version); !ok || major != otlpMajor || minor != otlpMinor {
+		v := bi.Version
+		if v == "" {
+			v = "a build without a version"
+		}
+		return nil, apierror.New(apierror.Forbidden, "OTLP writes through promgate need a Prometheus %d.%d upstream, whose translation promgate computes the series with; the upstream is %s", otlpMajor, otlpMinor, v)
+	}
 	cfgData, ok := a.upstreamData(get, "/api/v1/status/config")
 	if !ok {
 		return nil, apierror.New(apierror.Unavailable, "OTLP writes need the upstream's configuration (/api/v1/status/config), which it did not give")
@@ -116,22 +127,6 @@ func (c *otlpSettingsCache) get(a *API, r *http.Request) (*otlpTranslation, erro
 // The Prometheus version whose OTLP translation promgate carries (the
 // prometheus module in go.mod).
 const otlpMajor, otlpMinor = 3, 16
-
-// minorVersion reports whether the upstream's version is known and, if
-// so, what it is and whether it is major.minor (any patch release). A
-// build without a version is not known to be any.
-func (c *capabilities) minorVersion(a *API, r *http.Request, major, minor int) (known bool, version string, is bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.load(a, r)
-	switch {
-	case !c.known:
-		return false, "", false
-	case c.latest || (c.major == 0 && c.minor == 0):
-		return true, "a build without a version", false
-	}
-	return true, strconv.Itoa(c.major) + "." + strconv.Itoa(c.minor), c.major == major && c.minor == minor
-}
 
 // parseOTLPSettings reads the translation settings from the data of the
 // upstream's /api/v1/status/config and /api/v1/status/flags.

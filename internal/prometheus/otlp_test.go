@@ -508,6 +508,14 @@ func TestOTLPWriteUpstreamSettings(t *testing.T) {
 	if n := up.count("/api/v1/status/config"); n != 2 {
 		t.Errorf("config read %d times, want twice", n)
 	}
+	// The upstream is upgraded to a minor whose translation promgate
+	// does not carry: followed as well.
+	up.answers["/api/v1/status/buildinfo"] = success(`{"version":"3.17.0"}`)
+	md2 := otlpExport(otlpResource{map[string]string{"service.name": "app", "team": "a"}, []otlpMetric{{name: "requests", kind: "counter", attrs: map[string]string{"team": "a"}}}})
+	api.otlp.fetched = time.Now().Add(-otlpSettingsTTL - time.Second)
+	if rec := postOTLP(api, pol, t, otlpProto(t, md2), "Content-Type", otlpProtoType); rec.Code != 403 || !strings.Contains(rec.Body.String(), "upstream is 3.17.0") {
+		t.Fatalf("after an upgrade: status %d: %s", rec.Code, rec.Body)
+	}
 
 	// Without the promotion, team is no label of the series.
 	up = &otlpReceiver{paths: otlpUpstream("3.16.0", "", "")}
