@@ -48,6 +48,7 @@ FUZZ_TARGETS := \
 	./internal/jsonscan/:FuzzValid \
 	./internal/prometheus/:FuzzFilters \
 	./internal/prometheus/:FuzzFilterEnvelope \
+	./internal/prometheus/:FuzzOTLP \
 	./internal/alertmanager/:FuzzFilter
 
 fuzz:

@@ -44,6 +44,7 @@ type API struct {
 	opts    Options
 	caps    capabilities
 	names   names // whether the upstream parses UTF-8 label names
+	otlp    otlpSettingsCache
 }
 
 // New returns an API in front of up.
@@ -98,6 +99,7 @@ var routes = map[string]route{
 	"/api/v1/metadata":         {metadataParams, (*API).metadata, []string{http.MethodGet}},
 	"/api/v1/read":             {params{}, (*API).remoteRead, []string{http.MethodPost}},
 	"/api/v1/write":            {params{}, (*API).remoteWrite, []string{http.MethodPost}},
+	otlpPath:                   {params{}, (*API).otlpWrite, []string{http.MethodPost}},
 }
 
 // labelValues is /api/v1/label/NAME/values.

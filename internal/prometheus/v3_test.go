@@ -373,7 +373,8 @@ func TestV3Routes(t *testing.T) {
 		{name: "scrape pool config", method: "GET", target: "/api/v1/scrape_pools/config?scrapePool=app-a", wantStatus: 403},
 		{name: "relabel steps", method: "GET", target: "/api/v1/targets/relabel_steps?scrapePool=app-a&labels={}", wantStatus: 403},
 		{name: "self metrics", method: "GET", target: "/api/v1/status/self_metrics", wantStatus: 403},
-		{name: "otlp", method: "POST", target: "/api/v1/otlp/v1/metrics", wantStatus: 403},
+		// An OTLP export without its Content-Type (see otlp_test.go).
+		{name: "otlp", method: "POST", target: "/api/v1/otlp/v1/metrics", wantStatus: 415},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			up := &paths{answers: map[string]string{}}
