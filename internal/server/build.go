@@ -45,18 +45,21 @@ func Build(cfg *config.Config, o BuildOptions, logger *slog.Logger) (*State, err
 	if pu == nil {
 		return nil, fmt.Errorf("no prometheus upstream configured")
 	}
-	u, err := url.Parse(pu.URL)
+	u, backends, err := upstreamURLs(pu)
 	if err != nil {
 		return nil, fmt.Errorf("prometheus upstream: %w", err)
 	}
 	prom, err := upstream.New(upstream.Options{
-		URL:          u,
-		Timeout:      pu.Timeout,
-		Headers:      headers(pu),
-		HeaderNames:  headerNames(pu),
-		StripHeaders: a.IdentityHeaders(),
-		MaxIdleConns: o.MaxIdleConns,
-		PublicPrefix: o.PublicPrefix,
+		URL:           u,
+		Backends:      backends,
+		LoadBalancing: pu.LoadBalancing,
+		FailTimeout:   pu.FailTimeout,
+		Timeout:       pu.Timeout,
+		Headers:       headers(pu),
+		HeaderNames:   headerNames(pu),
+		StripHeaders:  a.IdentityHeaders(),
+		MaxIdleConns:  o.MaxIdleConns,
+		PublicPrefix:  o.PublicPrefix,
 	}, logger.With("upstream", "prometheus"))
 	if err != nil {
 		return nil, err
@@ -79,19 +82,22 @@ func Build(cfg *config.Config, o BuildOptions, logger *slog.Logger) (*State, err
 		st.policyNames = append(st.policyNames, r.Name)
 	}
 	if amu := cfg.Upstreams.Alertmanager; amu != nil {
-		u, err := url.Parse(amu.URL)
+		u, backends, err := upstreamURLs(amu)
 		if err != nil {
 			return nil, fmt.Errorf("alertmanager upstream: %w", err)
 		}
 		am, err := upstream.New(upstream.Options{
-			URL:          u,
-			Timeout:      amu.Timeout,
-			Headers:      headers(amu),
-			HeaderNames:  headerNames(amu),
-			StripHeaders: a.IdentityHeaders(),
-			MaxIdleConns: o.MaxIdleConns,
-			PublicPrefix: strings.TrimSuffix(o.PublicPrefix, "/") + AlertmanagerPrefix,
-			ErrorWriter:  alertmanagerErrorWriter,
+			URL:           u,
+			Backends:      backends,
+			LoadBalancing: amu.LoadBalancing,
+			FailTimeout:   amu.FailTimeout,
+			Timeout:       amu.Timeout,
+			Headers:       headers(amu),
+			HeaderNames:   headerNames(amu),
+			StripHeaders:  a.IdentityHeaders(),
+			MaxIdleConns:  o.MaxIdleConns,
+			PublicPrefix:  strings.TrimSuffix(o.PublicPrefix, "/") + AlertmanagerPrefix,
+			ErrorWriter:   alertmanagerErrorWriter,
 		}, logger.With("upstream", "alertmanager"))
 		if err != nil {
 			return nil, err
@@ -148,4 +154,23 @@ func headerNames(u *config.Upstream) []string {
 		names = append(names, name)
 	}
 	return names
+}
+
+// upstreamURLs parses the URL of an upstream and, when it lists several
+// servers, all of them.
+func upstreamURLs(u *config.Upstream) (*url.URL, []*url.URL, error) {
+	first, err := url.Parse(u.URL)
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(u.URLs) < 2 {
+		return first, nil, nil
+	}
+	backends := make([]*url.URL, len(u.URLs))
+	for i, raw := range u.URLs {
+		if backends[i], err = url.Parse(raw); err != nil {
+			return nil, nil, err
+		}
+	}
+	return first, backends, nil
 }
