@@ -1,0 +1,269 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/promgate/promgate/internal/testenv"
+)
+
+// loadOutcome is one request of a load run: when it was sent, when its answer
+// ended, and what went wrong (empty: a right answer).
+type loadOutcome struct {
+	start, end time.Time
+	failure    string
+}
+
+// loadRun sends requests from several goroutines until stopped, and keeps
+// every loadOutcome.
+type loadRun struct {
+	mu       sync.Mutex
+	outcomes []loadOutcome
+	cancel   context.CancelFunc
+	done     sync.WaitGroup
+}
+
+// startLoad runs send in workers goroutines, each waiting pause between
+// its requests. send returns "" for a right answer, else what was wrong.
+func startLoad(workers int, pause time.Duration, send func(ctx context.Context, worker, i int) string) *loadRun {
+	ctx, cancel := context.WithCancel(context.Background())
+	l := &loadRun{cancel: cancel}
+	for w := range workers {
+		l.done.Add(1)
+		go func() {
+			defer l.done.Done()
+			for i := 0; ctx.Err() == nil; i++ {
+				start := time.Now()
+				f := send(ctx, w, i)
+				if ctx.Err() != nil && f != "" {
+					return // cut by the end of the run, not by a server
+				}
+				l.mu.Lock()
+				l.outcomes = append(l.outcomes, loadOutcome{start, time.Now(), f})
+				l.mu.Unlock()
+				time.Sleep(pause)
+			}
+		}()
+	}
+	return l
+}
+
+// stop ends the run and returns its outcomes.
+func (l *loadRun) stop() []loadOutcome {
+	l.cancel()
+	l.done.Wait()
+	return l.outcomes
+}
+
+// between counts the outcomes sent in [from, to), and the failed ones.
+func between(outs []loadOutcome, from, to time.Time) (total, failed int) {
+	for _, o := range outs {
+		if !o.start.Before(from) && o.start.Before(to) {
+			total++
+			if o.failure != "" {
+				failed++
+			}
+		}
+	}
+	return total, failed
+}
+
+// checkOnlyInFlightFailed fails the test for a failed request that was not
+// in flight while a server was being stopped ([stopping, stopped]), and
+// reports the figures of the run.
+func checkOnlyInFlightFailed(t *testing.T, what string, outs []loadOutcome, stopping, stopped time.Time) (failed int) {
+	t.Helper()
+	for _, o := range outs {
+		if o.failure == "" {
+			continue
+		}
+		failed++
+		inFlight := !o.start.After(stopped) && !o.end.Before(stopping)
+		t.Logf("%s: failed request sent %s after the stop began, ended %s after: %s", what,
+			o.start.Sub(stopping).Round(time.Millisecond), o.end.Sub(stopping).Round(time.Millisecond), o.failure)
+		if !inFlight {
+			t.Errorf("%s: a request not in flight while the server stopped failed: %s", what, o.failure)
+		}
+	}
+	return failed
+}
+
+// queryAs sends an instant query as user, alternately as GET and as a POST
+// form, and checks that the answer is the user's team only.
+func queryAs(ctx context.Context, base, user, pass string, i int) string {
+	q := url.Values{"query": {"count by (team) (up)"}, "time": {"1700000000"}}
+	var req *http.Request
+	if i%2 == 0 {
+		req, _ = http.NewRequestWithContext(ctx, http.MethodGet, base+"/api/v1/query?"+q.Encode(), nil)
+	} else {
+		req, _ = http.NewRequestWithContext(ctx, http.MethodPost, base+"/api/v1/query", strings.NewReader(q.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	req.SetBasicAuth(user, pass)
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		return err.Error()
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err.Error()
+	}
+	if resp.StatusCode != 200 {
+		return fmt.Sprintf("%d %s", resp.StatusCode, body)
+	}
+	if !strings.Contains(string(body), `"team":"a"`) || strings.Contains(string(body), `"team":"b"`) {
+		return "wrong answer: " + string(body)
+	}
+	return ""
+}
+
+// backendCounter reads one server's counter from promgate's metrics.
+func backendCounter(t *testing.T, metricsURL, name, backend string) float64 {
+	t.Helper()
+	m := sample(scrapeFamilies(t, metricsURL, "text/plain"), name, map[string]string{"upstream": "prometheus", "backend": backend})
+	if m == nil {
+		t.Fatalf("%s{backend=%q} not exported", name, backend)
+	}
+	if m.Counter != nil {
+		return m.Counter.GetValue()
+	}
+	return m.Gauge.GetValue()
+}
+
+// TestFailover runs promgate in front of an HA pair of Prometheus servers
+// holding the same data. Under load (queries as GET and POST), one server
+// is stopped: only the requests in flight on it at that instant may fail,
+// every other is answered by its twin. It is started again on its address
+// and takes requests again once its fail_timeout has passed.
+func TestFailover(t *testing.T) {
+	skipIfShort(t)
+	bin := requirePromgate(t)
+	promtool := requireTool(t, "promtool")
+	prometheus := requireTool(t, "prometheus")
+	dir := t.TempDir()
+	om := filepath.Join(dir, "data.om")
+	authWriteFile(t, om, smallData)
+	var pair [2]*server
+	var args [2]func(addr string) []string
+	for i, name := range []string{"prometheus-a", "prometheus-b"} {
+		data := filepath.Join(dir, name)
+		if err := backfill(promtool, om, data); err != nil {
+			t.Fatal(err)
+		}
+		cfg := filepath.Join(dir, name+".yml")
+		authWriteFile(t, cfg, "global:\n  scrape_interval: 1m\n")
+		args[i] = func(addr string) []string { return testenv.PrometheusArgs(prometheus, cfg, data, addr) }
+		s, err := startWith(t, testenv.Options{Name: name, Dir: dir, Args: args[i]})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pair[i] = s
+	}
+	a, b := pair[0], pair[1]
+
+	internalPort, err := freePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	metricsURL := fmt.Sprintf("http://127.0.0.1:%d/metrics", internalPort)
+	cfgFile := filepath.Join(dir, "promgate.yml")
+	authWriteFile(t, cfgFile, fmt.Sprintf(`upstreams:
+  prometheus:
+    url: [%s, %s]
+    load_balancing: least_loaded
+    fail_timeout: 2s
+authentication:
+  basic_auth_users:
+    alice: %s
+policies:
+  - {name: team-a, subjects: ["user:alice"], selectors: ['{team="a"}']}
+`, a.url, b.url, authHash(t, "alice-pw", bcrypt.MinCost)))
+	gate, err := startServer(t, "promgate-failover", dir, bin, func(addr string) []string {
+		return []string{"--config.file=" + cfgFile, "--web.listen-address=" + addr,
+			fmt.Sprintf("--web.internal-listen-address=127.0.0.1:%d", internalPort)}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := queryAs(context.Background(), gate.url, "alice", "alice-pw", 0); f != "" {
+		t.Fatalf("before the load: %s", f)
+	}
+
+	const workers = 6
+	start := time.Now()
+	load := startLoad(workers, 2*time.Millisecond, func(ctx context.Context, _, i int) string {
+		return queryAs(ctx, gate.url, "alice", "alice-pw", i)
+	})
+	time.Sleep(3 * time.Second)
+	aBefore := backendCounter(t, metricsURL, "promgate_upstream_backend_requests_total", a.url)
+	stopping := time.Now()
+	a.stop() // SIGTERM to its PID; returns once it has exited
+	stopped := time.Now()
+	time.Sleep(3 * time.Second)
+
+	restarting := time.Now()
+	a2, err := startWith(t, testenv.Options{Name: "prometheus-a-again", Dir: dir, Addr: a.Addr, Args: args[0]})
+	if err != nil {
+		load.stop()
+		t.Fatal(err)
+	}
+	restarted := time.Now()
+	aRestarted := backendCounter(t, metricsURL, "promgate_upstream_backend_requests_total", a2.url)
+	time.Sleep(5 * time.Second)
+	aEnd := backendCounter(t, metricsURL, "promgate_upstream_backend_requests_total", a2.url)
+	bEnd := backendCounter(t, metricsURL, "promgate_upstream_backend_requests_total", b.url)
+	outs := load.stop()
+	end := time.Now()
+	aErrors := backendCounter(t, metricsURL, "promgate_upstream_backend_errors_total", a.url)
+	aHealthy := backendCounter(t, metricsURL, "promgate_upstream_backend_healthy", a.url)
+
+	failed := checkOnlyInFlightFailed(t, "failover", outs, stopping, stopped)
+	phases := []struct {
+		name     string
+		from, to time.Time
+	}{
+		{"both up", start, stopping},
+		{"stopping a", stopping, stopped},
+		{"a down", stopped, restarting},
+		{"a starting", restarting, restarted},
+		{"a back", restarted, end},
+	}
+	t.Logf("failover: %d requests from %d workers in %s, %d failed; a stopped in %s, restarted in %s",
+		len(outs), workers, end.Sub(start).Round(time.Millisecond), failed,
+		stopped.Sub(stopping).Round(time.Millisecond), restarted.Sub(restarting).Round(time.Millisecond))
+	for _, p := range phases {
+		total, f := between(outs, p.from, p.to)
+		t.Logf("  %-11s %6d requests, %d failed", p.name, total, f)
+		if p.name == "a down" && (total < workers || f > 0) {
+			t.Errorf("while a was down: %d requests, %d failed; want them all answered by b", total, f)
+		}
+	}
+	t.Logf("  promgate_upstream_backend_requests_total: a %.0f before the stop, %.0f at its restart, %.0f at the end; b %.0f; a's errors %.0f",
+		aBefore, aRestarted, aEnd, bEnd, aErrors)
+	if aBefore == 0 {
+		t.Error("a took no requests before it was stopped")
+	}
+	if aErrors == 0 {
+		t.Error("a's failure was not counted")
+	}
+	// Started again, it takes its share: at least a tenth of the requests
+	// sent since, fail_timeout (2s) of the 5s included.
+	backTotal, _ := between(outs, restarted, end)
+	if got := aEnd - aRestarted; got < float64(backTotal)/10 {
+		t.Errorf("a took %.0f of the %d requests since its restart: it does not take load again", got, backTotal)
+	}
+	if aHealthy != 1 {
+		t.Errorf("promgate_upstream_backend_healthy of a is %v at the end, want 1", aHealthy)
+	}
+}
