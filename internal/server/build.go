@@ -49,18 +49,15 @@ func Build(cfg *config.Config, o BuildOptions, logger *slog.Logger) (*State, err
 	if err != nil {
 		return nil, fmt.Errorf("prometheus upstream: %w", err)
 	}
-	prom, err := upstream.New(upstream.Options{
-		URL:           u,
-		Backends:      backends,
-		LoadBalancing: pu.LoadBalancing,
-		FailTimeout:   pu.FailTimeout,
-		Timeout:       pu.Timeout,
-		Headers:       headers(pu),
-		HeaderNames:   headerNames(pu),
-		StripHeaders:  a.IdentityHeaders(),
-		MaxIdleConns:  o.MaxIdleConns,
-		PublicPrefix:  o.PublicPrefix,
-	}, logger.With("upstream", "prometheus"))
+	prom, err := upstream.New(servers(upstream.Options{
+		URL:          u,
+		Timeout:      pu.Timeout,
+		Headers:      headers(pu),
+		HeaderNames:  headerNames(pu),
+		StripHeaders: a.IdentityHeaders(),
+		MaxIdleConns: o.MaxIdleConns,
+		PublicPrefix: o.PublicPrefix,
+	}, pu, backends), logger.With("upstream", "prometheus"))
 	if err != nil {
 		return nil, err
 	}
@@ -86,19 +83,16 @@ func Build(cfg *config.Config, o BuildOptions, logger *slog.Logger) (*State, err
 		if err != nil {
 			return nil, fmt.Errorf("alertmanager upstream: %w", err)
 		}
-		am, err := upstream.New(upstream.Options{
-			URL:           u,
-			Backends:      backends,
-			LoadBalancing: amu.LoadBalancing,
-			FailTimeout:   amu.FailTimeout,
-			Timeout:       amu.Timeout,
-			Headers:       headers(amu),
-			HeaderNames:   headerNames(amu),
-			StripHeaders:  a.IdentityHeaders(),
-			MaxIdleConns:  o.MaxIdleConns,
-			PublicPrefix:  strings.TrimSuffix(o.PublicPrefix, "/") + AlertmanagerPrefix,
-			ErrorWriter:   alertmanagerErrorWriter,
-		}, logger.With("upstream", "alertmanager"))
+		am, err := upstream.New(servers(upstream.Options{
+			URL:          u,
+			Timeout:      amu.Timeout,
+			Headers:      headers(amu),
+			HeaderNames:  headerNames(amu),
+			StripHeaders: a.IdentityHeaders(),
+			MaxIdleConns: o.MaxIdleConns,
+			PublicPrefix: strings.TrimSuffix(o.PublicPrefix, "/") + AlertmanagerPrefix,
+			ErrorWriter:  alertmanagerErrorWriter,
+		}, amu, backends), logger.With("upstream", "alertmanager"))
 		if err != nil {
 			return nil, err
 		}
@@ -173,4 +167,13 @@ func upstreamURLs(u *config.Upstream) (*url.URL, []*url.URL, error) {
 		}
 	}
 	return first, backends, nil
+}
+
+// servers adds to o the servers of an upstream of several and how they
+// share the work.
+func servers(o upstream.Options, u *config.Upstream, backends []*url.URL) upstream.Options {
+	o.Backends = backends
+	o.LoadBalancing = u.LoadBalancing
+	o.FailTimeout = u.FailTimeout
+	return o
 }
