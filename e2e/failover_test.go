@@ -7,11 +7,13 @@ import (
 	"net/http"
 	"net/url"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/prometheus/prometheus/prompb"
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/promgate/promgate/internal/testenv"
@@ -265,5 +267,69 @@ policies:
 	}
 	if aHealthy != 1 {
 		t.Errorf("promgate_upstream_backend_healthy of a is %v at the end, want 1", aHealthy)
+	}
+}
+
+// TestFailoverWrites sends remote writes through promgate to an HA pair of
+// Prometheus receiving remote write: each write lands on exactly one of
+// them, never on both; with one of them stopped, every write lands on the
+// other (its connection to the stopped one could not be opened, so the
+// stopped one never saw it).
+func TestFailoverWrites(t *testing.T) {
+	skipIfShort(t)
+	requirePromgate(t)
+	dir := t.TempDir()
+	a := startRemotePrometheus(t, "receiver-a", dir, "global:\n  scrape_interval: 1m\n", "--web.enable-remote-write-receiver")
+	b := startRemotePrometheus(t, "receiver-b", dir, "global:\n  scrape_interval: 1m\n", "--web.enable-remote-write-receiver")
+	alice := remoteUser{name: "alice", selectors: []string{`{team="a"}`}}
+	gate := startRemotePromgate(t, dir, "["+a.url+", "+b.url+"]", alice)
+
+	write := func(seq int) {
+		t.Helper()
+		req := &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{{
+			Labels: []prompb.Label{
+				{Name: "__name__", Value: "ha_write"},
+				{Name: "seq", Value: strconv.Itoa(seq)},
+				{Name: "team", Value: "a"},
+			},
+			Samples: []prompb.Sample{{Value: float64(seq), Timestamp: time.Now().UnixMilli()}},
+		}}}
+		if code, body := rwPostWrite(t, gate.url, alice, req); code != http.StatusNoContent {
+			t.Fatalf("write %d: %d %s", seq, code, body)
+		}
+	}
+	seqs := func(s *server) map[string]bool {
+		out := map[string]bool{}
+		for _, m := range rwInstantQuery(t, s.url, "ha_write") {
+			out[m["seq"]] = true
+		}
+		return out
+	}
+
+	const n = 20
+	for i := range n {
+		write(i)
+	}
+	onA, onB := seqs(a), seqs(b)
+	for i := range n {
+		seq := strconv.Itoa(i)
+		if onA[seq] == onB[seq] {
+			t.Errorf("write %d: on a %v, on b %v; want it on exactly one", i, onA[seq], onB[seq])
+		}
+	}
+	t.Logf("both up: %d writes, %d on a, %d on b", n, len(onA), len(onB))
+	if len(onA) == 0 || len(onB) == 0 {
+		t.Errorf("least_loaded sent every write to one server: a %d, b %d", len(onA), len(onB))
+	}
+
+	a.stop()
+	for i := n; i < 2*n; i++ {
+		write(i)
+	}
+	onB = seqs(b)
+	for i := n; i < 2*n; i++ {
+		if !onB[strconv.Itoa(i)] {
+			t.Errorf("write %d, sent with a stopped, is not on b", i)
+		}
 	}
 }
