@@ -114,18 +114,18 @@ func queryAs(ctx context.Context, base, user, pass string, i int) string {
 	req.SetBasicAuth(user, pass)
 	resp, err := httpClient.Do(req)
 	if err != nil {
-		return err.Error()
+		return req.Method + ": " + err.Error()
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return err.Error()
+		return req.Method + ": " + err.Error()
 	}
 	if resp.StatusCode != 200 {
-		return fmt.Sprintf("%d %s", resp.StatusCode, body)
+		return fmt.Sprintf("%s: %d %s", req.Method, resp.StatusCode, body)
 	}
 	if !strings.Contains(string(body), `"team":"a"`) || strings.Contains(string(body), `"team":"b"`) {
-		return "wrong answer: " + string(body)
+		return req.Method + ": wrong answer: " + string(body)
 	}
 	return ""
 }

@@ -16,9 +16,10 @@ import (
 )
 
 // replicasNginx is an nginx that spreads requests over the promgate
-// replicas by least connections, with keep-alive connections to them;
-// a request whose connection fails goes to the next replica, as nginx does
-// by default.
+// replicas by least connections, with keep-alive connections to them; a
+// request whose connection fails goes to the next replica, as nginx does
+// by default for GET, and for the POSTs of the query endpoints, which are
+// reads.
 const replicasNginx = `worker_processes 1;
 error_log %[1]s/error.log warn;
 pid %[1]s/nginx.pid;
@@ -43,6 +44,15 @@ http {
       proxy_http_version 1.1;
       proxy_set_header Connection "";
       proxy_next_upstream error timeout;
+    }
+    # Queries sent as POST are reads: resent like a GET when the replica's
+    # connection failed (a replica stopping closes its idle ones). Never
+    # for writes, which must not reach the upstream twice.
+    location ~ ^/api/v1/(query|query_range|query_exemplars|series|labels)$ {
+      proxy_pass http://promgate;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_next_upstream error timeout non_idempotent;
     }
   }
 }

@@ -30,7 +30,8 @@ import (
 //     next server, whatever it is: nothing of it was sent, so the first
 //     server never saw it. A read (GET, HEAD, or a POST to a query
 //     endpoint) whose body promgate holds also goes to the next server
-//     when the first answered 502 or 503. Each server is tried at most
+//     when the first answered 502 or 503, or closed the kept-alive
+//     connection it was sent on before any of the answer came. Each server is tried at most
 //     once per request, and nothing is retried once any of the answer
 //     reached the client: the decision is taken on the answer's head,
 //     before a byte is written.
@@ -167,6 +168,14 @@ func (u *Upstream) balancedRoundTrip(ctx context.Context, rq *request) (*exchang
 			}
 			connect := isConnectError(err)
 			switch {
+			case isStale(err):
+				// A kept-alive connection closed as it was reused: the
+				// server closed it, not necessarily failed. A read goes
+				// to the next server.
+				if read && !last {
+					continue
+				}
+				return nil, err
 			case connect || isNoAnswer(err):
 				b.count(st.errors)
 				b.fail(lb.failTimeout)
@@ -237,11 +246,18 @@ func isConnectError(err error) bool {
 	return errors.As(err, &c)
 }
 
-// isNoAnswer recognises a server that closed or reset the connection
+// isStale recognises a kept-alive connection that the server closed before
+// any of the answer came, which the server's own retry did not resend (a
+// request with a body).
+func isStale(err error) bool {
+	var retry errRetry
+	return errors.As(err, &retry)
+}
+
+// isNoAnswer recognises a server that closed or reset a new connection
 // instead of answering: it stopped, or crashed.
 func isNoAnswer(err error) bool {
-	var retry errRetry
-	return errors.As(err, &retry) || errors.Is(err, io.EOF) || isConnReset(err)
+	return errors.Is(err, io.EOF) || isConnReset(err)
 }
 
 func isTimeout(err error) bool {

@@ -472,3 +472,53 @@ func value(m *dto.Metric) float64 {
 	}
 	return -1
 }
+
+// TestStaleConnection: a server that closes a kept-alive connection as a
+// request with a body is sent on it (before any answer) did not fail; a
+// read goes to the next server, a write does not.
+func TestStaleConnection(t *testing.T) {
+	for _, tc := range []struct {
+		path       string
+		wantCode   int
+		wantSecond int64
+	}{
+		{"/api/v1/query", 200, 1},
+		{"/api/v1/write", 502, 0},
+	} {
+		t.Run(tc.path, func(t *testing.T) {
+			type connKey struct{}
+			first := newRecordingServer(t, "a", func(w http.ResponseWriter, r *http.Request) {
+				n := r.Context().Value(connKey{}).(*atomic.Int64)
+				if n.Add(1) == 2 {
+					// The second request on a connection: closed unanswered,
+					// as a server closing an idle connection at that instant.
+					if c, _, err := http.NewResponseController(w).Hijack(); err == nil {
+						c.Close()
+					}
+				}
+			})
+			first.Config.ConnContext = func(ctx context.Context, _ net.Conn) context.Context {
+				return context.WithValue(ctx, connKey{}, new(atomic.Int64))
+			}
+			second := newRecordingServer(t, "b", nil)
+			u := balanced(t, Options{LoadBalancing: FirstAvailable}, first.URL, second.URL)
+
+			rec := httptest.NewRecorder()
+			u.ServeHTTP(rec, httptest.NewRequest("GET", "/api/v1/status/buildinfo", nil))
+			if rec.Code != 200 || u.lb.backends[0].u.IdleConns() != 1 {
+				t.Fatalf("first request: %d, %d idle connections to the first server", rec.Code, u.lb.backends[0].u.IdleConns())
+			}
+			rec = httptest.NewRecorder()
+			u.ServeHTTP(rec, httptest.NewRequest("POST", tc.path, strings.NewReader("body")))
+			if rec.Code != tc.wantCode || second.hits.Load() != tc.wantSecond {
+				t.Errorf("status %d, the second server got %d; want %d, %d", rec.Code, second.hits.Load(), tc.wantCode, tc.wantSecond)
+			}
+			if first.hits.Load() != 2 {
+				t.Errorf("the first server got %d requests, want 2", first.hits.Load())
+			}
+			if !u.lb.backends[0].healthy(time.Now().UnixNano()) {
+				t.Error("a server that closed a kept-alive connection was left aside")
+			}
+		})
+	}
+}
