@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -80,21 +81,32 @@ func between(outs []loadOutcome, from, to time.Time) (total, failed int) {
 	return total, failed
 }
 
+// window is a span of a run in which requests in flight may fail: a
+// server being stopped.
+type window struct {
+	name     string
+	from, to time.Time
+}
+
 // checkOnlyInFlightFailed fails the test for a failed request that was not
-// in flight while a server was being stopped ([stopping, stopped]), and
-// reports the figures of the run.
-func checkOnlyInFlightFailed(t *testing.T, what string, outs []loadOutcome, stopping, stopped time.Time) (failed int) {
+// in flight during one of the windows, and logs every failure.
+func checkOnlyInFlightFailed(t *testing.T, outs []loadOutcome, start time.Time, windows ...window) (failed int) {
 	t.Helper()
 	for _, o := range outs {
 		if o.failure == "" {
 			continue
 		}
 		failed++
-		inFlight := !o.start.After(stopped) && !o.end.Before(stopping)
-		t.Logf("%s: failed request sent %s after the stop began, ended %s after: %s", what,
-			o.start.Sub(stopping).Round(time.Millisecond), o.end.Sub(stopping).Round(time.Millisecond), o.failure)
-		if !inFlight {
-			t.Errorf("%s: a request not in flight while the server stopped failed: %s", what, o.failure)
+		in := ""
+		for _, w := range windows {
+			if !o.start.After(w.to) && !o.end.Before(w.from) {
+				in = w.name
+			}
+		}
+		t.Logf("failed request sent at %s, ended at %s (in flight during %q): %s",
+			o.start.Sub(start).Round(time.Millisecond), o.end.Sub(start).Round(time.Millisecond), in, o.failure)
+		if in == "" {
+			t.Errorf("a request in flight outside %v failed: %s", windows, o.failure)
 		}
 	}
 	return failed
@@ -225,30 +237,39 @@ policies:
 	time.Sleep(5 * time.Second)
 	aEnd := backendCounter(t, metricsURL, "promgate_upstream_backend_requests_total", a2.url)
 	bEnd := backendCounter(t, metricsURL, "promgate_upstream_backend_requests_total", b.url)
+	aHealthy := backendCounter(t, metricsURL, "promgate_upstream_backend_healthy", a.url)
+
+	// b crashes: SIGKILL, no graceful end of the requests it is serving.
+	killing := time.Now()
+	if err := syscall.Kill(b.PID(), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-b.Exited()
+	killed := time.Now()
+	time.Sleep(2 * time.Second)
 	outs := load.stop()
 	end := time.Now()
 	aErrors := backendCounter(t, metricsURL, "promgate_upstream_backend_errors_total", a.url)
-	aHealthy := backendCounter(t, metricsURL, "promgate_upstream_backend_healthy", a.url)
 
-	failed := checkOnlyInFlightFailed(t, "failover", outs, stopping, stopped)
-	phases := []struct {
-		name     string
-		from, to time.Time
-	}{
+	failed := checkOnlyInFlightFailed(t, outs, start,
+		window{"a stopped", stopping, stopped}, window{"b killed", killing, killed})
+	t.Logf("failover: %d requests from %d workers in %s, %d failed; a stopped (SIGTERM) in %s, restarted in %s; b killed (SIGKILL) at %s",
+		len(outs), workers, end.Sub(start).Round(time.Millisecond), failed,
+		stopped.Sub(stopping).Round(time.Millisecond), restarted.Sub(restarting).Round(time.Millisecond),
+		killing.Sub(start).Round(time.Millisecond))
+	for _, p := range []window{
 		{"both up", start, stopping},
 		{"stopping a", stopping, stopped},
 		{"a down", stopped, restarting},
 		{"a starting", restarting, restarted},
-		{"a back", restarted, end},
-	}
-	t.Logf("failover: %d requests from %d workers in %s, %d failed; a stopped in %s, restarted in %s",
-		len(outs), workers, end.Sub(start).Round(time.Millisecond), failed,
-		stopped.Sub(stopping).Round(time.Millisecond), restarted.Sub(restarting).Round(time.Millisecond))
-	for _, p := range phases {
+		{"a back", restarted, killing},
+		{"killing b", killing, killed},
+		{"b dead", killed, end},
+	} {
 		total, f := between(outs, p.from, p.to)
 		t.Logf("  %-11s %6d requests, %d failed", p.name, total, f)
-		if p.name == "a down" && (total < workers || f > 0) {
-			t.Errorf("while a was down: %d requests, %d failed; want them all answered by b", total, f)
+		if (p.name == "a down" || p.name == "b dead") && (total < workers || f > 0) {
+			t.Errorf("%s: %d requests, %d failed; want them all answered by the other", p.name, total, f)
 		}
 	}
 	t.Logf("  promgate_upstream_backend_requests_total: a %.0f before the stop, %.0f at its restart, %.0f at the end; b %.0f; a's errors %.0f",
@@ -261,7 +282,7 @@ policies:
 	}
 	// Started again, it takes its share: at least a tenth of the requests
 	// sent since, fail_timeout (2s) of the 5s included.
-	backTotal, _ := between(outs, restarted, end)
+	backTotal, _ := between(outs, restarted, killing)
 	if got := aEnd - aRestarted; got < float64(backTotal)/10 {
 		t.Errorf("a took %.0f of the %d requests since its restart: it does not take load again", got, backTotal)
 	}

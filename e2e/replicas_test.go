@@ -184,25 +184,11 @@ authentication:
 		t.Errorf("bob through nginx after the reloads: %s", f)
 	}
 
-	failed := 0
-	for _, o := range outs {
-		if o.failure == "" {
-			continue
-		}
-		failed++
-		atReload := !o.start.After(reloaded) && !o.end.Before(reloading)
-		atStop := !o.start.After(stopped) && !o.end.Before(stopping)
-		t.Logf("failed request sent %s after the start: %s", o.start.Sub(start).Round(time.Millisecond), o.failure)
-		if !atReload && !atStop {
-			t.Errorf("a request in flight neither at the reloads nor at the stop failed: %s", o.failure)
-		}
-	}
+	failed := checkOnlyInFlightFailed(t, outs, start,
+		window{"the reloads", reloading, reloaded}, window{"replica 1 stopping", stopping, stopped})
 	t.Logf("replicas: %d requests from %d workers through nginx in %s, %d failed; replica 1 stopped in %s",
 		len(outs), workers, end.Sub(start).Round(time.Millisecond), failed, stopped.Sub(stopping).Round(time.Millisecond))
-	for _, p := range []struct {
-		name     string
-		from, to time.Time
-	}{
+	for _, p := range []window{
 		{"two", start, reloading},
 		{"reloading", reloading, reloaded},
 		{"reloaded", reloaded, stopping},
