@@ -30,10 +30,10 @@ type recordingServer struct {
 	bodies []string
 }
 
-func newRecordingServer(t *testing.T, name string, h http.HandlerFunc) *recordingServer {
+func newRecordingServer(t *testing.T, name string, h http.HandlerFunc, configure ...func(*http.Server)) *recordingServer {
 	t.Helper()
 	s := &recordingServer{name: name}
-	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	s.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.hits.Add(1)
 		b, _ := io.ReadAll(r.Body)
 		s.mu.Lock()
@@ -45,6 +45,10 @@ func newRecordingServer(t *testing.T, name string, h http.HandlerFunc) *recordin
 		}
 		io.WriteString(w, "from "+name)
 	}))
+	for _, c := range configure {
+		c(s.Config)
+	}
+	s.Start()
 	t.Cleanup(s.Close)
 	return s
 }
@@ -496,10 +500,11 @@ func TestStaleConnection(t *testing.T) {
 						c.Close()
 					}
 				}
+			}, func(srv *http.Server) {
+				srv.ConnContext = func(ctx context.Context, _ net.Conn) context.Context {
+					return context.WithValue(ctx, connKey{}, new(atomic.Int64))
+				}
 			})
-			first.Config.ConnContext = func(ctx context.Context, _ net.Conn) context.Context {
-				return context.WithValue(ctx, connKey{}, new(atomic.Int64))
-			}
 			second := newRecordingServer(t, "b", nil)
 			u := balanced(t, Options{LoadBalancing: FirstAvailable}, first.URL, second.URL)
 
