@@ -49,8 +49,8 @@ func (b *backend) healthy(now int64) bool {
 // fail leaves the server aside for d: passive health, learnt from the
 // requests themselves rather than from probes of its own.
 func (b *backend) fail(d time.Duration) {
-	was := b.downUntil.Swap(time.Now().Add(d).UnixNano())
-	if was == 0 {
+	now := time.Now()
+	if was := b.downUntil.Swap(now.Add(d).UnixNano()); was == 0 || was <= now.UnixNano() {
 		b.u.logger.Warn("upstream server failed: left aside", "backend", b.name, "for", d)
 	}
 }

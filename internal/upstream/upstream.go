@@ -1,5 +1,6 @@
 // Package upstream forwards enforced requests to one server (Prometheus,
-// Alertmanager) over a pool of long-lived connections, streaming responses.
+// Alertmanager), or to one of several with the same data (balance.go),
+// over a pool of long-lived connections, streaming responses.
 package upstream
 
 import (
