@@ -51,14 +51,14 @@ func (b *backend) healthy(now int64) bool {
 func (b *backend) fail(d time.Duration) {
 	now := time.Now()
 	if was := b.downUntil.Swap(now.Add(d).UnixNano()); was == 0 || was <= now.UnixNano() {
-		b.u.logger.Warn("upstream server failed: left aside", "backend", b.name, "for", d)
+		b.u.logger.Warn("upstream server failed: left aside", "for", d) // the logger names it
 	}
 }
 
 // succeed makes a server that answered healthy again.
 func (b *backend) succeed() {
 	if b.downUntil.Load() != 0 && b.downUntil.Swap(0) != 0 {
-		b.u.logger.Info("upstream server answers again", "backend", b.name)
+		b.u.logger.Info("upstream server answers again")
 	}
 }
 
