@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -352,5 +353,111 @@ func TestFailoverWrites(t *testing.T) {
 		if !onB[strconv.Itoa(i)] {
 			t.Errorf("write %d, sent with a stopped, is not on b", i)
 		}
+	}
+}
+
+// TestFailoverAlertmanager sends silences through promgate to two
+// Alertmanagers (not clustered, so that each shows what it received): each
+// silence is created on exactly one of them; with one stopped, silences
+// are created on, listed from and expired on the other.
+func TestFailoverAlertmanager(t *testing.T) {
+	skipIfShort(t)
+	bin := requirePromgate(t)
+	amBin := requireTool(t, "prometheus-alertmanager")
+	dir := t.TempDir()
+	amCfg := filepath.Join(dir, "alertmanager.yml")
+	amWriteFile(t, amCfg, amConfigYAML)
+	var ams [2]*server
+	for i := range ams {
+		name := fmt.Sprintf("alertmanager-%d", i+1)
+		s, err := startWith(t, testenv.Options{Name: name, Dir: dir, Args: func(addr string) []string {
+			return testenv.AlertmanagerArgs(amBin, amCfg, filepath.Join(dir, name), addr)
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ams[i] = s
+	}
+	cfgFile := filepath.Join(dir, "promgate.yml")
+	amWriteFile(t, cfgFile, fmt.Sprintf(`upstreams:
+  prometheus:
+    url: http://127.0.0.1:9
+  alertmanager:
+    url: [%s, %s]
+authentication:
+  basic_auth_users:
+    alice: %s
+%s`, ams[0].url, ams[1].url, authHash(t, "alice-pw", bcrypt.MinCost), amPolicies))
+	gate, err := startServer(t, "promgate-am-pair", dir, bin, func(addr string) []string {
+		return []string{"--config.file=" + cfgFile, "--web.listen-address=" + addr}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	call := func(base, method, path, body string, auth bool) (int, string) {
+		t.Helper()
+		var rd io.Reader
+		if body != "" {
+			rd = strings.NewReader(body)
+		}
+		req, _ := http.NewRequest(method, base+path, rd)
+		if body != "" {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		if auth {
+			req.SetBasicAuth("alice", "alice-pw")
+		}
+		resp, err := httpClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	silence := func() string {
+		t.Helper()
+		now := time.Now().UTC()
+		body := fmt.Sprintf(`{"matchers":[{"name":"team","value":"a","isRegex":false,"isEqual":true}],"startsAt":%q,"endsAt":%q,"createdBy":"alice","comment":"pair"}`,
+			now.Format(time.RFC3339), now.Add(time.Hour).Format(time.RFC3339))
+		code, resp := call(gate.url+"/alertmanager", http.MethodPost, "/api/v2/silences", body, true)
+		var out struct{ SilenceID string }
+		if code != 200 || json.Unmarshal([]byte(resp), &out) != nil || out.SilenceID == "" {
+			t.Fatalf("POST silence: %d %s", code, resp)
+		}
+		return out.SilenceID
+	}
+	has := func(am *server, id string) bool {
+		t.Helper()
+		code, _ := call(am.url, http.MethodGet, "/api/v2/silence/"+id, "", false)
+		return code == 200
+	}
+
+	perAM := [2]int{}
+	for range 6 {
+		id := silence()
+		on := [2]bool{has(ams[0], id), has(ams[1], id)}
+		if on[0] == on[1] {
+			t.Errorf("silence %s: on the first %v, on the second %v; want it on exactly one", id, on[0], on[1])
+		}
+		for i := range on {
+			if on[i] {
+				perAM[i]++
+			}
+		}
+	}
+	t.Logf("6 silences created: %d on the first Alertmanager, %d on the second", perAM[0], perAM[1])
+
+	ams[0].stop()
+	id := silence()
+	if !has(ams[1], id) {
+		t.Errorf("silence %s, created with the first stopped, is not on the second", id)
+	}
+	if code, body := call(gate.url+"/alertmanager", http.MethodGet, "/api/v2/silences", "", true); code != 200 || !strings.Contains(body, id) {
+		t.Errorf("listing with the first stopped: %d %s", code, truncate(body, 300))
+	}
+	if code, body := call(gate.url+"/alertmanager", http.MethodDelete, "/api/v2/silence/"+id, "", true); code != 200 {
+		t.Errorf("expiring with the first stopped: %d %s", code, body)
 	}
 }
