@@ -59,7 +59,19 @@ type Upstreams struct {
 
 // Upstream is one server behind promgate.
 type Upstream struct {
-	URL string `yaml:"url"`
+	// URL is the first of URLs: the server, when there is one.
+	URL string `yaml:"-"`
+	// URLs are the servers of the role, written as one URL or a list of
+	// equivalent servers holding the same data (an HA pair, several
+	// Thanos queriers); see package upstream for how they share the work.
+	URLs URLList `yaml:"url"`
+	// LoadBalancing chooses among several URLs: "least_loaded" (the
+	// default: the server with the fewest requests in flight) or
+	// "first_available" (in the order written; the next ones stand by).
+	LoadBalancing string `yaml:"load_balancing"`
+	// FailTimeout is how long a server that failed is left aside
+	// (default 10s).
+	FailTimeout time.Duration `yaml:"fail_timeout"`
 	// Headers are added to every upstream request; values may use
 	// {{ .User }} (for example X-Scope-OrgID for Mimir).
 	Headers map[string]string `yaml:"headers"`

@@ -83,12 +83,23 @@ func (v *validator) httpClient(where string, u *Upstream, key, n *yaml.Node) {
 		}
 	}
 
-	parsed, err := url.Parse(u.URL)
-	if err != nil {
-		return // reported with the URL
+	// Every server of the upstream is reached with the same client
+	// settings, so each URL is checked against them.
+	urls := u.URLs
+	if len(urls) == 0 {
+		urls = []string{u.URL}
 	}
-	if parsed.Scheme == "http" && t.CA+t.CAFile+t.Cert+t.CertFile+string(t.Key)+t.KeyFile+t.ServerName != "" {
-		v.errorf(at("tls_config"), "%s.tls_config applies to an https:// URL", where)
+	var withUser bool
+	for _, raw := range urls {
+		parsed, err := url.Parse(raw)
+		if err != nil {
+			continue // reported with the URL
+		}
+		if parsed.Scheme == "http" && t.CA+t.CAFile+t.Cert+t.CertFile+string(t.Key)+t.KeyFile+t.ServerName != "" {
+			v.errorf(at("tls_config"), "%s.tls_config applies to an https:// URL", where)
+			break
+		}
+		withUser = withUser || parsed.User != nil
 	}
 	auth := ""
 	switch {
@@ -104,7 +115,7 @@ func (v *validator) httpClient(where string, u *Upstream, key, n *yaml.Node) {
 	if auth == "" {
 		return
 	}
-	if parsed.User != nil {
+	if withUser {
 		v.errorf(at(auth), "%s: credentials in the URL and %s: give one", where, auth)
 	}
 	for name := range u.Headers {

@@ -119,6 +119,16 @@ func TestHTTPClientConfigRefused(t *testing.T) {
 			"line 4: upstreams.prometheus.basic_auth.password_ref: promgate has no secret manager",
 			"line 5: upstreams.prometheus.tls_config.ca_ref: promgate has no secret manager",
 		}},
+		{"tls_config with an http server in the list", `
+    url: [https://p1:9090, http://p2:9090]
+    tls_config: {ca_file: ca.pem}`, []string{
+			"line 4: upstreams.prometheus.tls_config applies to an https:// URL",
+		}},
+		{"userinfo on the second server and basic_auth", `
+    url: [http://p1:9090, http://u:p@p2:9090]
+    basic_auth: {username: x, password: y}`, []string{
+			"line 4: upstreams.prometheus: credentials in the URL and basic_auth: give one",
+		}},
 		{"tls_config on http", `
     url: http://p:9090
     tls_config: {ca_file: ca.pem}`, []string{

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"strings"
 	"text/template"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 	"golang.org/x/net/http/httpguts"
@@ -18,15 +19,7 @@ import (
 // Validation of the upstreams section and rendering of upstream headers.
 
 func (v *validator) upstream(where string, u *Upstream, key, n *yaml.Node) {
-	urlNode := field(n, "url")
-	switch {
-	case u.URL == "":
-		v.errorf(lineOf(urlNode, key, n), "%s.url is required", where)
-	default:
-		if err := checkURL(u.URL); err != nil {
-			v.errorf(lineOf(urlNode, key, n), "%s.url: %v", where, err)
-		}
-	}
+	v.upstreamURLs(where, u, key, n)
 
 	isAM := strings.HasSuffix(where, "alertmanager")
 	switch r := field(n, "receivers"); {
@@ -98,6 +91,88 @@ func (v *validator) upstream(where string, u *Upstream, key, n *yaml.Node) {
 			}
 			u.headerTemplates[name] = t
 		}
+	}
+}
+
+// DefaultFailTimeout is how long a server of several that failed is left
+// aside when the file sets no fail_timeout.
+const DefaultFailTimeout = 10 * time.Second
+
+// Load balancing among several URLs of one upstream.
+const (
+	LeastLoaded    = "least_loaded"
+	FirstAvailable = "first_available"
+)
+
+// URLList is the url of an upstream: one URL, or a list of servers with
+// the same data.
+type URLList []string
+
+// UnmarshalYAML accepts a string or a sequence of strings.
+func (l *URLList) UnmarshalYAML(n *yaml.Node) error {
+	n = resolve(n)
+	switch {
+	case n.Kind == yaml.ScalarNode && n.Tag != "!!null":
+		*l = URLList{n.Value}
+		return nil
+	case n.Kind == yaml.ScalarNode:
+		*l = nil
+		return nil
+	case n.Kind == yaml.SequenceNode:
+		var list []string
+		if err := n.Decode(&list); err != nil {
+			return err
+		}
+		*l = list
+		return nil
+	}
+	return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: url must be a URL or a list of URLs", n.Line)}}
+}
+
+// upstreamURLs validates url, load_balancing and fail_timeout, and sets
+// URL to the first of URLs.
+func (v *validator) upstreamURLs(where string, u *Upstream, key, n *yaml.Node) {
+	urlNode := field(n, "url")
+	if len(u.URLs) == 0 && u.URL != "" {
+		u.URLs = URLList{u.URL} // an Upstream built in code
+	}
+	if len(u.URLs) == 0 {
+		v.errorf(lineOf(urlNode, key, n), "%s.url is required", where)
+	}
+	items := sequence(urlNode, len(u.URLs))
+	seen := map[string]bool{}
+	for i, raw := range u.URLs {
+		line := lineOf(items[i], urlNode, key, n)
+		if err := checkURL(raw); err != nil {
+			v.errorf(line, "%s.url: %v", where, err)
+			continue
+		}
+		// The same server twice would take two shares of the work and be
+		// retried on itself. Compared without credentials, which the
+		// message must not show.
+		parsed, _ := url.Parse(raw)
+		parsed.User = nil
+		id := strings.TrimSuffix(parsed.String(), "/")
+		if seen[id] {
+			v.errorf(line, "%s.url: %s is listed twice", where, id)
+		}
+		seen[id] = true
+	}
+	if len(u.URLs) > 0 {
+		u.URL = u.URLs[0]
+	}
+
+	switch lb := field(n, "load_balancing"); {
+	case u.LoadBalancing == "":
+		u.LoadBalancing = LeastLoaded
+	case u.LoadBalancing != LeastLoaded && u.LoadBalancing != FirstAvailable:
+		v.errorf(lineOf(lb, key, n), "%s.load_balancing: %q is not one of %s, %s", where, u.LoadBalancing, LeastLoaded, FirstAvailable)
+	}
+	switch ft := field(n, "fail_timeout"); {
+	case u.FailTimeout == 0:
+		u.FailTimeout = DefaultFailTimeout
+	case u.FailTimeout < 0:
+		v.errorf(lineOf(ft, key, n), "%s.fail_timeout must be positive, got %s", where, u.FailTimeout)
 	}
 }
 

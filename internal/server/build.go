@@ -45,11 +45,11 @@ func Build(cfg *config.Config, o BuildOptions, logger *slog.Logger) (*State, err
 	if pu == nil {
 		return nil, fmt.Errorf("no prometheus upstream configured")
 	}
-	u, err := url.Parse(pu.URL)
+	u, backends, err := upstreamURLs(pu)
 	if err != nil {
 		return nil, fmt.Errorf("prometheus upstream: %w", err)
 	}
-	prom, err := upstream.New(upstream.Options{
+	prom, err := upstream.New(servers(upstream.Options{
 		URL:          u,
 		Client:       &pu.HTTPClient,
 		Timeout:      pu.Timeout,
@@ -59,7 +59,7 @@ func Build(cfg *config.Config, o BuildOptions, logger *slog.Logger) (*State, err
 		StripHeaders: a.IdentityHeaders(),
 		MaxIdleConns: o.MaxIdleConns,
 		PublicPrefix: o.PublicPrefix,
-	}, logger.With("upstream", "prometheus"))
+	}, pu, backends), logger.With("upstream", "prometheus"))
 	if err != nil {
 		return nil, err
 	}
@@ -81,11 +81,11 @@ func Build(cfg *config.Config, o BuildOptions, logger *slog.Logger) (*State, err
 		st.policyNames = append(st.policyNames, r.Name)
 	}
 	if amu := cfg.Upstreams.Alertmanager; amu != nil {
-		u, err := url.Parse(amu.URL)
+		u, backends, err := upstreamURLs(amu)
 		if err != nil {
 			return nil, fmt.Errorf("alertmanager upstream: %w", err)
 		}
-		am, err := upstream.New(upstream.Options{
+		am, err := upstream.New(servers(upstream.Options{
 			URL:          u,
 			Client:       &amu.HTTPClient,
 			Timeout:      amu.Timeout,
@@ -96,7 +96,7 @@ func Build(cfg *config.Config, o BuildOptions, logger *slog.Logger) (*State, err
 			MaxIdleConns: o.MaxIdleConns,
 			PublicPrefix: strings.TrimSuffix(o.PublicPrefix, "/") + AlertmanagerPrefix,
 			ErrorWriter:  alertmanagerErrorWriter,
-		}, logger.With("upstream", "alertmanager"))
+		}, amu, backends), logger.With("upstream", "alertmanager"))
 		if err != nil {
 			return nil, err
 		}
@@ -168,4 +168,32 @@ func tenancy(u *config.Upstream) *upstream.Tenancy {
 		return nil
 	}
 	return &upstream.Tenancy{Header: t.Header, Tenant: t.RenderTenant, LabelPolicy: t.LabelPolicyHeader}
+}
+
+// upstreamURLs parses the URL of an upstream and, when it lists several
+// servers, all of them.
+func upstreamURLs(u *config.Upstream) (*url.URL, []*url.URL, error) {
+	first, err := url.Parse(u.URL)
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(u.URLs) < 2 {
+		return first, nil, nil
+	}
+	backends := make([]*url.URL, len(u.URLs))
+	for i, raw := range u.URLs {
+		if backends[i], err = url.Parse(raw); err != nil {
+			return nil, nil, err
+		}
+	}
+	return first, backends, nil
+}
+
+// servers adds to o the servers of an upstream of several and how they
+// share the work.
+func servers(o upstream.Options, u *config.Upstream, backends []*url.URL) upstream.Options {
+	o.Backends = backends
+	o.LoadBalancing = u.LoadBalancing
+	o.FailTimeout = u.FailTimeout
+	return o
 }

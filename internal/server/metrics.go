@@ -14,6 +14,7 @@ import (
 	"github.com/promgate/promgate/internal/auth"
 	"github.com/promgate/promgate/internal/config"
 	"github.com/promgate/promgate/internal/promql"
+	"github.com/promgate/promgate/internal/upstream"
 )
 
 // Label values that are not names from the configuration.
@@ -71,6 +72,8 @@ type metrics struct {
 
 	upstreamRequests *prometheus.CounterVec
 	upstreamDuration *prometheus.HistogramVec
+	// backends are the series of the servers of upstreams with several.
+	backends *upstream.BackendMetrics
 
 	// The children of the vectors by label values, so that a request
 	// does not format and hash its labels (the sets are small: handlers
@@ -161,6 +164,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"upstream", "code"}),
 		upstreamDuration: prometheus.NewHistogramVec(durationOpts("promgate_upstream_request_duration_seconds",
 			"Time of an exchange with an upstream, to the end of its answer."), []string{"upstream"}),
+		backends: upstream.NewBackendMetrics(),
 	}
 	// Every method is exported from the start, so that alerts on a rate
 	// see the first failure.
@@ -170,7 +174,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	if reg != nil {
 		reg.MustRegister(m.requests, m.duration, m.authFailures, m.bruteForceBlocks,
 			m.policyRequests, m.policyDenials, m.policyDuration, m.bytesIn, m.bytesOut,
-			m.userRequests, m.userDuration, m.upstreamRequests, m.upstreamDuration,
+			m.userRequests, m.userDuration, m.upstreamRequests, m.upstreamDuration, m.backends,
 			prometheus.NewCounterFunc(prometheus.CounterOpts{
 				Name: "promgate_rewrite_cache_hits_total",
 				Help: "Queries whose rewrite was found in the cache.",
@@ -304,6 +308,8 @@ func (m *metrics) configure(st *State) {
 	if st.Alertmanager != nil {
 		st.Alertmanager.SetObserver(m.upstream("alertmanager"))
 	}
+	m.backends.Use("prometheus", st.Prometheus)
+	m.backends.Use("alertmanager", st.Alertmanager)
 	keep := map[string]bool{noPolicy: true}
 	for _, name := range st.policyNames {
 		keep[name] = true

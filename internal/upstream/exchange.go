@@ -49,6 +49,8 @@ type exchange struct {
 	sent   chan error  // the streamed body's writer; nil without one
 	broken bool
 	start  time.Time // of roundTrip, for the observer; zero: not observed
+	// backend is the server of several that x went to; nil with one.
+	backend *backend
 }
 
 // roundTrip sends rq and reads the answer's header; the caller reads the
@@ -58,7 +60,7 @@ func (u *Upstream) roundTrip(ctx context.Context, rq *request) (*exchange, error
 	if u.observe != nil {
 		start = time.Now()
 	}
-	x, err := u.retryRoundTrip(ctx, rq)
+	x, err := u.balancedRoundTrip(ctx, rq)
 	if u.observe != nil {
 		if err != nil {
 			u.observe(0, time.Since(start))
@@ -115,7 +117,7 @@ func (u *Upstream) tryRoundTrip(ctx context.Context, rq *request, mayReuse bool)
 	}
 	c, err := u.dialer.dial(ctx)
 	if err != nil {
-		return nil, err
+		return nil, errConnect{err}
 	}
 	return u.send(ctx, c, rq, false)
 }
@@ -247,6 +249,9 @@ func isConnReset(err error) bool {
 func (x *exchange) finish() {
 	if x.c == nil {
 		return
+	}
+	if x.backend != nil {
+		x.backend.inflight.Add(-1)
 	}
 	canceled := x.stop != nil && !x.stop()
 	if x.sent != nil {

@@ -1,5 +1,6 @@
 // Package upstream forwards enforced requests to one server (Prometheus,
-// Alertmanager) over a pool of long-lived connections, streaming responses.
+// Alertmanager), or to one of several with the same data (balance.go),
+// over a pool of long-lived connections, streaming responses.
 package upstream
 
 import (
@@ -56,6 +57,16 @@ type Options struct {
 	// of the API in front (Alertmanager's for /alertmanager); nil writes
 	// Prometheus' envelope.
 	ErrorWriter func(w http.ResponseWriter, r *http.Request, err error)
+
+	// Backends, when it holds more than one URL, are servers with the
+	// same data that share the requests (see balance.go); URL is then
+	// ignored. One URL is the same as URL.
+	Backends []*url.URL
+	// LoadBalancing is LeastLoaded (the default) or FirstAvailable.
+	LoadBalancing string
+	// FailTimeout is how long a server that failed is left aside
+	// (default DefaultFailTimeout).
+	FailTimeout time.Duration
 }
 
 // Upstream is one server behind promgate.
@@ -74,16 +85,29 @@ type Upstream struct {
 	public        string
 	writeErr      func(w http.ResponseWriter, r *http.Request, err error)
 	observe       func(code int, d time.Duration)
+	lb            *balancer // the servers, when there are several
 }
 
 // SetObserver makes every exchange report its status (0 when no answer
 // came) and its duration, from the request's first attempt to the end of
 // the answer's body. It must be called before the Upstream serves.
-func (u *Upstream) SetObserver(f func(code int, d time.Duration)) { u.observe = f }
+func (u *Upstream) SetObserver(f func(code int, d time.Duration)) {
+	u.observe = f
+	if u.lb != nil {
+		u.lb.setObserver(f)
+	}
+}
 
 // New returns an Upstream. Header templates were validated with the
 // configuration; one that fails to parse here is an error.
 func New(o Options, logger *slog.Logger) (*Upstream, error) {
+	switch len(o.Backends) {
+	case 0:
+	case 1:
+		o.URL = o.Backends[0]
+	default:
+		return newBalanced(o, logger)
+	}
 	if o.MaxIdleConns <= 0 {
 		o.MaxIdleConns = 256
 	}
@@ -147,10 +171,20 @@ func New(o Options, logger *slog.Logger) (*Upstream, error) {
 
 // Close closes the idle connections, and those in use as they come back:
 // a reload's new configuration has upstreams of its own.
-func (u *Upstream) Close() { u.pool.close() }
+func (u *Upstream) Close() {
+	u.pool.close()
+	if u.lb != nil {
+		u.lb.close()
+	}
+}
 
 // IdleConns is the number of idle keep-alive connections.
-func (u *Upstream) IdleConns() int { return u.pool.idleCount() }
+func (u *Upstream) IdleConns() int {
+	if u.lb != nil {
+		return u.lb.idleConns()
+	}
+	return u.pool.idleCount()
+}
 
 // idleConnTimeout closes connections idle for longer, before the upstream
 // does (Prometheus after 5 minutes).
@@ -176,7 +210,7 @@ func (u *Upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer x.finish()
-	u.copyResponse(w, r, x)
+	x.u.copyResponse(w, r, x) // the server's: its base path
 }
 
 // copyResponse writes the answer of x to w as httputil.ReverseProxy would:
