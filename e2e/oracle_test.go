@@ -48,6 +48,9 @@ type testPolicy struct {
 	// utf8 policies name UTF-8 labels: they run where the data has them
 	// (Prometheus 3; see utf8_test.go).
 	utf8 bool
+	// nativeFloor is the floor of the answers to the corpus' native
+	// histogram section alone (Prometheus 3; see native_histograms_test.go).
+	nativeFloor nativeFloor
 }
 
 // floor is what a policy's answers must show for equality with the oracle
@@ -218,6 +221,7 @@ type testCase struct {
 	path      string
 	params    url.Values
 	gzip      bool // ask for a gzip-compressed answer
+	native    bool // of the corpus' native histogram section
 }
 
 // outcome is the result of running one case.
@@ -232,6 +236,8 @@ type outcome struct {
 	// refused: promgate refused the query as unenforceable for this
 	// policy, as expectedRefusals says it must.
 	refused bool
+	// histograms: the oracle's answer holds native histogram samples.
+	histograms bool
 }
 
 // target is where a policy's requests go: its oracle and the gateway, and
@@ -280,10 +286,14 @@ func TestOracle(t *testing.T) {
 	// and corpus section (utf8_test.go).
 	utf8Names := prometheusVersion(t).Major >= 3
 	testPolicies, corpus := utf8Selection(utf8Names, testPolicies, corpus)
+	// Native histograms where Prometheus takes them without a feature
+	// flag, by remote write: their data and corpus section.
+	nativeHistograms := prometheusVersion(t).Major >= 3
+	corpus = nativeSelection(nativeHistograms, corpus)
 
 	// Data: one shared TSDB with every series and one oracle TSDB per
 	// restricted policy.
-	ds := GenerateWith(GenerateOptions{UTF8Names: utf8Names})
+	ds := GenerateWith(GenerateOptions{UTF8Names: utf8Names, NativeHistograms: nativeHistograms})
 	tmp := t.TempDir()
 	type tsdb struct {
 		name   string
@@ -316,9 +326,16 @@ func TestOracle(t *testing.T) {
 			return err
 		}
 		os.Remove(om)
-		s, err := startOraclePrometheus(t, prometheus, db.name, dataDir, features)
+		s, err := startOraclePrometheus(t, prometheus, db.name, dataDir, features, nativeHistograms)
 		db.server = s
-		return err
+		if err != nil || !nativeHistograms {
+			return err
+		}
+		// The native histograms, which backfill cannot carry.
+		if err := db.data.RemoteWrite(context.Background(), s.url); err != nil {
+			return fmt.Errorf("%s: %v", db.name, err)
+		}
+		return nil
 	})
 	for _, err := range errs {
 		t.Error(err)
@@ -330,6 +347,11 @@ func TestOracle(t *testing.T) {
 	for _, db := range dbs {
 		if err := checkSeriesCount(endpoint{name: db.name, url: db.server.url}, len(db.data.AllSeries())); err != nil {
 			t.Fatalf("%s: %v", db.name, err)
+		}
+		if nativeHistograms {
+			if err := checkNativeSamples(endpoint{name: db.name, url: db.server.url}, db.data); err != nil {
+				t.Fatalf("%s: %v", db.name, err)
+			}
 		}
 	}
 	t.Logf("data: %d series, %d TSDBs loaded and checked in %v", len(ds.AllSeries()), len(dbs), time.Since(start).Round(time.Millisecond))
@@ -382,6 +404,9 @@ func TestOracle(t *testing.T) {
 	for _, p := range testPolicies {
 		t.Run(p.id, func(t *testing.T) {
 			checkFloor(t, p, outcomes)
+			if nativeHistograms {
+				checkNativeFloor(t, p, outcomes)
+			}
 			reportPolicy(t, p, outcomes)
 		})
 	}
@@ -463,18 +488,29 @@ func checkExpectedRefusals(t *testing.T, outcomes []outcome, prometheus3 bool) {
 }
 
 // startOraclePrometheus starts a Prometheus of the oracle test with the
-// given --enable-feature values.
-func startOraclePrometheus(t *testing.T, prometheus, name, dataDir string, features []string) (*server, error) {
-	if len(features) == 0 {
+// given --enable-feature values; with native histograms, ready to take
+// them by remote write (the receiver on, an out-of-order window that
+// reaches back before the backfilled blocks).
+func startOraclePrometheus(t *testing.T, prometheus, name, dataDir string, features []string, nativeHistograms bool) (*server, error) {
+	if len(features) == 0 && !nativeHistograms {
 		return startPrometheus(t, prometheus, name, dataDir)
 	}
 	dir := filepath.Dir(dataDir)
 	cfg := filepath.Join(dir, name+".yml")
-	if err := os.WriteFile(cfg, []byte("global:\n  scrape_interval: 1m\n"), 0o644); err != nil {
+	text := "global:\n  scrape_interval: 1m\n"
+	var flags []string
+	if len(features) > 0 {
+		flags = append(flags, "--enable-feature="+strings.Join(features, ","))
+	}
+	if nativeHistograms {
+		text += testenv.NativeHistogramConfig
+		flags = append(flags, "--web.enable-remote-write-receiver")
+	}
+	if err := os.WriteFile(cfg, []byte(text), 0o644); err != nil {
 		return nil, err
 	}
 	return startWith(t, testenv.Options{Name: name, Dir: dir, Args: func(addr string) []string {
-		return testenv.PrometheusArgs(prometheus, cfg, dataDir, addr, "--enable-feature="+strings.Join(features, ","))
+		return testenv.PrometheusArgs(prometheus, cfg, dataDir, addr, flags...)
 	}})
 }
 
@@ -573,6 +609,7 @@ type corpusEntry struct {
 	prometheus3 bool // in the Prometheus 3 section
 	prometheus2 bool // in the Prometheus 2 section
 	utf8        bool // in the UTF-8 section (utf8Directive)
+	native      bool // in the native histogram section (nativeDirective)
 }
 
 // errorsDirective starts the corpus' errors section, which runs to the end
@@ -609,7 +646,7 @@ func readCorpus(t *testing.T, path string) []corpusEntry {
 	defer f.Close()
 	var out []corpusEntry
 	seen := map[string]int{}
-	inErrors, inPrometheus3, inPrometheus2, inUTF8 := false, false, false, false
+	inErrors, inPrometheus3, inPrometheus2, inUTF8, inNative := false, false, false, false, false
 	sc := bufio.NewScanner(f)
 	for n := 1; sc.Scan(); n++ {
 		line := strings.TrimSpace(sc.Text())
@@ -621,6 +658,13 @@ func readCorpus(t *testing.T, path string) []corpusEntry {
 				t.Fatalf("%s:%d: %s out of place", path, n, line)
 			}
 			inUTF8 = !inUTF8
+			continue
+		}
+		if line == nativeDirective || line == nativeEndDirective {
+			if inNative == (line == nativeDirective) {
+				t.Fatalf("%s:%d: %s out of place", path, n, line)
+			}
+			inNative = !inNative
 			continue
 		}
 		if line == errorsDirective {
@@ -648,10 +692,13 @@ func readCorpus(t *testing.T, path string) []corpusEntry {
 			t.Fatalf("%s:%d: duplicate of line %d: %s", path, n, prev, line)
 		}
 		seen[line] = n
-		out = append(out, corpusEntry{expr: line, wantError: inErrors, prometheus3: inPrometheus3, prometheus2: inPrometheus2, utf8: inUTF8})
+		out = append(out, corpusEntry{expr: line, wantError: inErrors, prometheus3: inPrometheus3, prometheus2: inPrometheus2, utf8: inUTF8, native: inNative})
 	}
 	if inUTF8 {
 		t.Fatalf("%s: %s without %s", path, utf8Directive, utf8EndDirective)
+	}
+	if inNative {
+		t.Fatalf("%s: %s without %s", path, nativeDirective, nativeEndDirective)
 	}
 	if !inErrors {
 		t.Fatalf("%s: no %s section", path, errorsDirective)
@@ -679,11 +726,11 @@ func queryCases(p *testPolicy, corpus []corpusEntry) []testCase {
 		q := e.expr
 		rangeFails := e.wantError || !rangeQueryable(q)
 		for i, it := range instantTimes {
-			out = append(out, testCase{policy: p, kind: kindQuery, desc: "instant " + it.name, query: q, wantError: e.wantError,
+			out = append(out, testCase{policy: p, kind: kindQuery, desc: "instant " + it.name, query: q, wantError: e.wantError, native: e.native,
 				method: http.MethodGet, path: "/api/v1/query", gzip: i == 1,
 				params: url.Values{"query": {q}, "time": {strconv.FormatInt(it.t, 10)}}})
 		}
-		out = append(out, testCase{policy: p, kind: kindQuery, desc: "range 1h/60s", query: q, wantError: rangeFails,
+		out = append(out, testCase{policy: p, kind: kindQuery, desc: "range 1h/60s", query: q, wantError: rangeFails, native: e.native,
 			method: http.MethodPost, path: "/api/v1/query_range", gzip: true,
 			params: url.Values{"query": {q}, "start": {strconv.Itoa(rangeStart)}, "end": {strconv.Itoa(rangeEnd)}, "step": {strconv.Itoa(rangeStep)}}})
 	}
@@ -790,7 +837,7 @@ func runCases(cases []testCase, targets map[string]target, workers int) []outcom
 		}
 		o := tg.oracle.callWith(ctx, client, c.method, c.path, c.params)
 		g := tg.gateway.callWith(ctx, client, c.method, c.path, c.params)
-		r := outcome{c: c, oracle: o, gateway: g, nonEmpty: resultCount(c.kind, o) > 0}
+		r := outcome{c: c, oracle: o, gateway: g, nonEmpty: resultCount(c.kind, o) > 0, histograms: holdsHistograms(c.kind, o)}
 		if d := errorOutcome(o, c.wantError); d != "" {
 			r.diff = "oracle " + d
 		} else {
