@@ -6,14 +6,29 @@ package e2e
 // chunks) and federate (the protobuf exposition format).
 
 import (
+	"bufio"
+	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"hash/crc32"
+	"io"
+	"math"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/golang/snappy"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/prometheus/prompb"
+	"github.com/prometheus/prometheus/tsdb/chunkenc"
 
 	"github.com/promgate/promgate/internal/testenv"
 )
@@ -196,5 +211,419 @@ func TestCompareHistograms(t *testing.T) {
 	if !holdsHistograms(kindQuery, response{code: 200, body: []byte(`{"status":"success","data":` + string(vector(`"histogram":[10,`+base+`]`)) + `}`)}) ||
 		holdsHistograms(kindQuery, response{code: 200, body: []byte(`{"status":"success","data":` + string(vector(`"value":[10,"1"]`)) + `}`)}) {
 		t.Error("holdsHistograms")
+	}
+}
+
+// nativeStack is a Prometheus 3 holding the native histogram series of the
+// generated data (at their time, two hours ending at BaseTime) and the
+// last sample of each again at the time of the test (for federate, which
+// reads the last five minutes), with promgate in front: ann may see
+// {team="a"}, bert {team="b"} and the shared node histograms (two
+// selectors: promgate merges the answers of both).
+type nativeStack struct {
+	prom, gate *server
+	data       *Dataset // the native histogram series only
+	now        int64    // ms, the time of the recent samples
+	ann, bert  remoteUser
+}
+
+func startNativeStack(t *testing.T) *nativeStack {
+	t.Helper()
+	skipIfShort(t)
+	requirePromgate(t)
+	onlyPrometheus3(t, "native histograms are written and read on Prometheus 3")
+	dir := t.TempDir()
+	full := GenerateWith(GenerateOptions{NativeHistograms: true})
+	ds := &Dataset{}
+	for _, f := range full.Families {
+		if f.Native {
+			ds.Families = append(ds.Families, f)
+		}
+	}
+	s := &nativeStack{
+		data: ds,
+		ann:  remoteUser{name: "ann", selectors: []string{`{team="a"}`}},
+		bert: remoteUser{name: "bert", selectors: []string{`{team="b"}`, `{__name__=~"node_.*", shared="true"}`}},
+	}
+	s.prom = startRemotePrometheus(t, "prometheus-native", dir, "global:\n  scrape_interval: 1m\n"+testenv.NativeHistogramConfig,
+		"--web.enable-remote-write-receiver")
+	if err := ds.RemoteWrite(context.Background(), s.prom.url); err != nil {
+		t.Fatal(err)
+	}
+	if err := checkNativeSamples(endpoint{name: "prometheus-native", url: s.prom.url}, ds); err != nil {
+		t.Fatal(err)
+	}
+	// The last sample of every series again, now.
+	s.now = time.Now().UnixMilli()
+	for _, req := range ds.WriteRequests(50) {
+		for i := range req.Timeseries {
+			hs := req.Timeseries[i].Histograms
+			last := hs[len(hs)-1]
+			last.Timestamp = s.now
+			req.Timeseries[i].Histograms = []prompb.Histogram{last}
+		}
+		if code, body := rwPostWrite(t, s.prom.url, remoteUser{}, req); code/100 != 2 {
+			t.Fatalf("writing the recent samples: %d %s", code, body)
+		}
+	}
+	s.gate = startRemotePromgate(t, dir, s.prom.url, s.ann, s.bert)
+	return s
+}
+
+// visible are the native histogram series u may see, as rrLabels writes
+// label sets, sorted.
+func (s *nativeStack) visible(t *testing.T, u remoteUser) []string {
+	sels, err := ParseSelectors(u.selectors...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, sr := range s.data.Filter(sels).NativeSeries() {
+		out = append(out, rrLabels(promLabels(sr.Labels)))
+	}
+	slices.Sort(out)
+	return out
+}
+
+// promLabels are a label set as prompb labels, sorted by name.
+func promLabels(m map[string]string) []prompb.Label {
+	out := make([]prompb.Label, 0, len(m))
+	for n, v := range m {
+		out = append(out, prompb.Label{Name: n, Value: v})
+	}
+	slices.SortFunc(out, func(a, b prompb.Label) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+// nhRead is a remote read answer decoded whatever its response type:
+// per query, each series' label set and its samples (floats and
+// histograms, rendered exactly), a series split across frames joined.
+type nhRead [][]nhSeries
+
+type nhSeries struct {
+	labels  string
+	samples []string
+}
+
+// nativeRemoteRead sends one query of matchers over the generated time
+// range, asking for rt, and decodes the answer; frames says how many
+// frames a streamed answer had.
+func nativeRemoteRead(base string, u *remoteUser, rt prompb.ReadRequest_ResponseType, matchers ...*prompb.LabelMatcher) (out nhRead, frames int, err error) {
+	req := &prompb.ReadRequest{
+		Queries:               []*prompb.Query{{StartTimestampMs: testenv.StartTime * 1000, EndTimestampMs: testenv.BaseTime * 1000, Matchers: matchers}},
+		AcceptedResponseTypes: []prompb.ReadRequest_ResponseType{rt},
+	}
+	data, err := req.Marshal()
+	if err != nil {
+		return nil, 0, err
+	}
+	hr, err := http.NewRequest("POST", base+"/api/v1/read", bytes.NewReader(snappy.Encode(nil, data)))
+	if err != nil {
+		return nil, 0, err
+	}
+	hr.Header.Set("Content-Type", "application/x-protobuf")
+	hr.Header.Set("Content-Encoding", "snappy")
+	hr.Header.Set("X-Prometheus-Remote-Read-Version", "0.1.0")
+	if u != nil {
+		hr.SetBasicAuth(u.name, u.password())
+	}
+	resp, err := httpClient.Do(hr)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, 0, err
+	}
+	if resp.StatusCode != 200 {
+		return nil, 0, fmt.Errorf("status %d: %s", resp.StatusCode, body)
+	}
+	out = make(nhRead, len(req.Queries))
+	streamed := strings.HasPrefix(resp.Header.Get("Content-Type"), "application/x-streamed-protobuf")
+	if streamed != (rt == prompb.ReadRequest_STREAMED_XOR_CHUNKS) {
+		return nil, 0, fmt.Errorf("asked for %v, answered Content-Type %q", rt, resp.Header.Get("Content-Type"))
+	}
+	if streamed {
+		frames, err = nhDecodeStreamed(body, out)
+		return out, frames, err
+	}
+	raw, err := snappy.Decode(nil, body)
+	if err != nil {
+		return nil, 0, err
+	}
+	var rr prompb.ReadResponse
+	if err := rr.Unmarshal(raw); err != nil {
+		return nil, 0, err
+	}
+	if len(rr.Results) != len(req.Queries) {
+		return nil, 0, fmt.Errorf("%d results for %d queries", len(rr.Results), len(req.Queries))
+	}
+	for i, res := range rr.Results {
+		for _, ts := range res.Timeseries {
+			sr := nhSeries{labels: rrLabels(ts.Labels)}
+			for _, smp := range ts.Samples {
+				sr.samples = append(sr.samples, fmt.Sprintf("%d=%x", smp.Timestamp, math.Float64bits(smp.Value)))
+			}
+			for _, h := range ts.Histograms {
+				fh := h.ToFloatHistogram()
+				if !h.IsFloatHistogram() {
+					fh = h.ToIntHistogram().ToFloat(nil)
+				}
+				sr.samples = append(sr.samples, fmt.Sprintf("%d=%s", h.Timestamp, fh.String()))
+			}
+			out[i] = append(out[i], sr)
+		}
+	}
+	return out, 0, nil
+}
+
+// nhDecodeStreamed reads the frames of a streamed answer, decoding XOR,
+// histogram and float histogram chunks; histograms are rendered as float
+// histograms, as the sampled answer is, so that both compare.
+func nhDecodeStreamed(body []byte, out nhRead) (int, error) {
+	r := bufio.NewReader(bytes.NewReader(body))
+	last := map[int64]string{}
+	frames := 0
+	for {
+		size, err := binary.ReadUvarint(r)
+		if errors.Is(err, io.EOF) {
+			return frames, nil
+		}
+		if err != nil {
+			return frames, err
+		}
+		frames++
+		var crc [4]byte
+		if _, err := io.ReadFull(r, crc[:]); err != nil {
+			return frames, err
+		}
+		data := make([]byte, size)
+		if _, err := io.ReadFull(r, data); err != nil {
+			return frames, err
+		}
+		if crc32.Checksum(data, crc32.MakeTable(crc32.Castagnoli)) != binary.BigEndian.Uint32(crc[:]) {
+			return frames, fmt.Errorf("frame checksum mismatch")
+		}
+		var f prompb.ChunkedReadResponse
+		if err := f.Unmarshal(data); err != nil {
+			return frames, err
+		}
+		if f.QueryIndex < 0 || f.QueryIndex >= int64(len(out)) {
+			return frames, fmt.Errorf("frame for query %d", f.QueryIndex)
+		}
+		for _, cs := range f.ChunkedSeries {
+			id := rrLabels(cs.Labels)
+			var samples []string
+			for _, c := range cs.Chunks {
+				chk, err := chunkenc.FromData(chunkenc.Encoding(c.Type), c.Data)
+				if err != nil {
+					return frames, fmt.Errorf("chunk of type %v: %v", c.Type, err)
+				}
+				it := chk.Iterator(nil)
+				for vt := it.Next(); vt != chunkenc.ValNone; vt = it.Next() {
+					switch vt {
+					case chunkenc.ValFloat:
+						ts, v := it.At()
+						samples = append(samples, fmt.Sprintf("%d=%x", ts, math.Float64bits(v)))
+					case chunkenc.ValHistogram, chunkenc.ValFloatHistogram:
+						ts, fh := it.AtFloatHistogram(nil)
+						// The chunk's own hints are not carried by
+						// the sampled answer.
+						fh.CounterResetHint = 0
+						samples = append(samples, fmt.Sprintf("%d=%s", ts, fh.String()))
+					}
+				}
+				if it.Err() != nil {
+					return frames, it.Err()
+				}
+			}
+			q := f.QueryIndex
+			if n := len(out[q]); n > 0 && last[q] == id {
+				out[q][n-1].samples = append(out[q][n-1].samples, samples...)
+			} else {
+				out[q] = append(out[q], nhSeries{labels: id, samples: samples})
+			}
+			last[q] = id
+		}
+	}
+}
+
+// TestNativeHistogramsRemoteRead: a tenant's remote read of native
+// histograms through promgate, sampled and streamed, answers exactly its
+// histogram series with every sample the upstream holds, never another
+// tenant's: for a one-selector policy (the request passes rewritten, the
+// answer streamed through) and a two-selector one (promgate merges the
+// answers of both selectors and frames the chunks anew).
+func TestNativeHistogramsRemoteRead(t *testing.T) {
+	s := startNativeStack(t)
+	names := &prompb.LabelMatcher{Type: prompb.LabelMatcher_RE, Name: "__name__", Value: ".+"}
+	// What the upstream holds, read directly: the expected answer of a
+	// user is its part of this.
+	for _, rt := range []prompb.ReadRequest_ResponseType{prompb.ReadRequest_SAMPLES, prompb.ReadRequest_STREAMED_XOR_CHUNKS} {
+		all, _, err := nativeRemoteRead(s.prom.url, nil, rt, names)
+		if err != nil {
+			t.Fatalf("%v, direct: %v", rt, err)
+		}
+		if len(all[0]) != len(s.data.NativeSeries()) {
+			t.Fatalf("%v, direct: %d series, %d written", rt, len(all[0]), len(s.data.NativeSeries()))
+		}
+		byLabels := map[string]nhSeries{}
+		for _, sr := range all[0] {
+			byLabels[sr.labels] = sr
+		}
+		for _, u := range []remoteUser{s.ann, s.bert} {
+			t.Run(fmt.Sprintf("%s %v", u.name, rt), func(t *testing.T) {
+				want := s.visible(t, u)
+				got, frames, err := nativeRemoteRead(s.gate.url, &u, rt, names)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var gotLabels []string
+				histograms := 0
+				for _, sr := range got[0] {
+					gotLabels = append(gotLabels, sr.labels)
+					direct := byLabels[sr.labels]
+					if !slices.Equal(sr.samples, direct.samples) {
+						t.Errorf("%s: %d samples through promgate, %d upstream, or different ones", sr.labels, len(sr.samples), len(direct.samples))
+					}
+					for _, smp := range sr.samples {
+						if strings.Contains(smp, "{count:") {
+							histograms++
+						}
+					}
+				}
+				if !slices.Equal(gotLabels, want) {
+					t.Fatalf("series through promgate:\n%s\nwant:\n%s", strings.Join(gotLabels, "\n"), strings.Join(want, "\n"))
+				}
+				// Two hours of samples and the recent one, all histograms.
+				if perSeries := testenv.Span/testenv.Step + 2; histograms != len(want)*perSeries {
+					t.Errorf("%d histogram samples, want %d", histograms, len(want)*perSeries)
+				}
+				if rt == prompb.ReadRequest_STREAMED_XOR_CHUNKS && frames < len(want) {
+					t.Errorf("%d frames for %d series", frames, len(want))
+				}
+				for _, l := range gotLabels {
+					if strings.Contains(l, `team="c"`) || (u.name == "ann" && strings.Contains(l, `team="b"`)) {
+						t.Errorf("%s read %s", u.name, l)
+					}
+				}
+			})
+		}
+	}
+	// Matchers naming another team's series select nothing.
+	for _, rt := range []prompb.ReadRequest_ResponseType{prompb.ReadRequest_SAMPLES, prompb.ReadRequest_STREAMED_XOR_CHUNKS} {
+		got, _, err := nativeRemoteRead(s.gate.url, &s.ann, rt, names, &prompb.LabelMatcher{Type: prompb.LabelMatcher_EQ, Name: "team", Value: "b"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got[0]) != 0 {
+			t.Errorf("%v: ann read %d series of team b", rt, len(got[0]))
+		}
+	}
+}
+
+// TestNativeHistogramsFederate: federate through promgate in the protobuf
+// exposition format Prometheus negotiates for native histograms answers a
+// tenant's histogram series, each with its native histogram, and no other
+// tenant's; the text format alike (without the native histograms it cannot
+// carry). Without match[], the empty answer has the negotiated format.
+func TestNativeHistogramsFederate(t *testing.T) {
+	s := startNativeStack(t)
+	const delimited = "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited"
+	federate := func(u remoteUser, accept string, matches ...string) (string, []byte) {
+		t.Helper()
+		q := url.Values{"match[]": matches}
+		req, err := http.NewRequest("GET", s.gate.url+"/federate?"+q.Encode(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.SetBasicAuth(u.name, u.password())
+		if accept != "" {
+			req.Header.Set("Accept", accept)
+		}
+		resp, err := httpClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("federate %v as %s: %d %s %v", matches, u.name, resp.StatusCode, body, err)
+		}
+		return resp.Header.Get("Content-Type"), body
+	}
+	for _, u := range []remoteUser{s.ann, s.bert} {
+		t.Run(u.name, func(t *testing.T) {
+			ct, body := federate(u, delimited, `{__name__=~".+"}`)
+			if !strings.HasPrefix(ct, "application/vnd.google.protobuf") || !strings.Contains(ct, "encoding=delimited") {
+				t.Fatalf("Content-Type %q, want the delimited protobuf format", ct)
+			}
+			dec := expfmt.NewDecoder(bytes.NewReader(body), expfmt.Format(ct))
+			var got []string
+			for {
+				var mf dto.MetricFamily
+				if err := dec.Decode(&mf); errors.Is(err, io.EOF) {
+					break
+				} else if err != nil {
+					t.Fatal(err)
+				}
+				for _, m := range mf.GetMetric() {
+					lbls := map[string]string{"__name__": mf.GetName()}
+					for _, lp := range m.GetLabel() {
+						lbls[lp.GetName()] = lp.GetValue()
+					}
+					key := rrLabels(promLabels(lbls))
+					got = append(got, key)
+					h := m.GetHistogram()
+					if mf.GetType() != dto.MetricType_HISTOGRAM && mf.GetType() != dto.MetricType_GAUGE_HISTOGRAM || h == nil {
+						t.Errorf("%s: type %v, no histogram", key, mf.GetType())
+						continue
+					}
+					// A native histogram: a schema and spans, or
+					// custom bounds.
+					if len(h.GetPositiveSpan()) == 0 {
+						t.Errorf("%s: not a native histogram: %v", key, h)
+					}
+					if m.GetTimestampMs() != s.now {
+						t.Errorf("%s: sample of %d, want the recent one (%d)", key, m.GetTimestampMs(), s.now)
+					}
+				}
+			}
+			slices.Sort(got)
+			if want := s.visible(t, u); !slices.Equal(got, want) {
+				t.Fatalf("federated series:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+			}
+			// The text format carries no native histogram; whatever it
+			// holds is the tenant's.
+			_, text := federate(u, "", `{__name__=~".+"}`)
+			for _, other := range []string{`team="c"`, map[string]string{"ann": `team="b"`, "bert": `team="a"`}[u.name]} {
+				if bytes.Contains(text, []byte(other)) {
+					t.Errorf("%s's text federation holds %s", u.name, other)
+				}
+			}
+			// Asking for another team's series: nothing.
+			if _, body := federate(u, delimited, `{team="c"}`); len(body) != 0 {
+				t.Errorf("%s federated %d bytes of team c", u.name, len(body))
+			}
+		})
+	}
+	// Without match[]: empty, in the format Prometheus would answer.
+	ct, body := federate(s.ann, delimited)
+	if len(body) != 0 || !strings.HasPrefix(ct, "application/vnd.google.protobuf") {
+		t.Errorf("federate without match[]: Content-Type %q, %d bytes", ct, len(body))
+	}
+	direct, err := http.NewRequest("GET", s.prom.url+"/federate", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	direct.Header.Set("Accept", delimited)
+	resp, err := httpClient.Do(direct)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if upstream := resp.Header.Get("Content-Type"); ct != upstream {
+		t.Errorf("federate without match[]: Content-Type %q, Prometheus answers %q", ct, upstream)
 	}
 }
