@@ -12,7 +12,7 @@ import (
 func TestNativeHistograms(t *testing.T) {
 	ds := GenerateWith(GenerateOptions{UTF8Names: true, NativeHistograms: true})
 	native := ds.NativeSeries()
-	want := 60 + 30 + 30 + 12
+	want := 30 + 30 + 30 + 12
 	if len(native) != want {
 		t.Fatalf("%d native histogram series, want %d", len(native), want)
 	}
