@@ -643,3 +643,73 @@ func TestNativeHistogramsFederate(t *testing.T) {
 		t.Errorf("federate without match[]: Content-Type %q, Prometheus answers %q", ct, upstream)
 	}
 }
+
+// TestNativeHistogramsReaderPrometheus: a Prometheus 3.16 whose
+// remote_read points at promgate (it asks for streamed chunks) answers
+// PromQL over native histograms exactly as the upstream answers the same
+// query restricted to the tenant's series, for a one-selector and a
+// two-selector policy.
+func TestNativeHistogramsReaderPrometheus(t *testing.T) {
+	s := startNativeStack(t)
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		u remoteUser
+		// restrict is the tenant's part of the upstream, as a selector
+		// suffix for each expression's metric.
+		exprs map[string]string // reader's expression -> the upstream's
+	}{
+		{s.ann, map[string]string{
+			`http_request_latency_seconds`:                                            `http_request_latency_seconds{team="a"}`,
+			`sum by (method) (rate(http_request_latency_seconds[5m]))`:                `sum by (method) (rate(http_request_latency_seconds{team="a"}[5m]))`,
+			`histogram_quantile(0.9, sum(rate(http_request_size_bytes[10m])))`:        `histogram_quantile(0.9, sum(rate(http_request_size_bytes{team="a"}[10m])))`,
+			`histogram_count({__name__=~"node_disk.*|http_request_latency_seconds"})`: `histogram_count({__name__=~"node_disk.*|http_request_latency_seconds", team="a"})`,
+			`count({__name__=~".+"})`:                                                 `count({__name__=~".+", team="a"})`,
+		}},
+		{s.bert, map[string]string{
+			`node_disk_io_seconds`:                 `node_disk_io_seconds{team="b"} or node_disk_io_seconds{shared="true"}`,
+			`sum by (team) (node_disk_io_seconds)`: `sum by (team) (node_disk_io_seconds{team="b"} or node_disk_io_seconds{shared="true"})`,
+			`histogram_quantile(0.5, sum by (env) (rate(http_request_latency_seconds[5m])))`: `histogram_quantile(0.5, sum by (env) (rate(http_request_latency_seconds{team="b"}[5m])))`,
+			`count({__name__=~".+"})`: `count({__name__=~".+", team="b"} or {__name__=~"node_.*", shared="true"})`,
+		}},
+	} {
+		t.Run(tc.u.name, func(t *testing.T) {
+			reader := startRemotePrometheus(t, "reader-"+tc.u.name, dir, fmt.Sprintf(`global:
+  scrape_interval: 1m
+remote_read:
+  - url: %s/api/v1/read
+    read_recent: true
+    basic_auth:
+      username: %s
+      password: %s
+`, s.gate.url, tc.u.name, tc.u.password()))
+			upstream := endpoint{name: "upstream", url: s.prom.url}
+			own := endpoint{name: "reader", url: reader.url}
+			for expr, want := range tc.exprs {
+				for _, params := range []url.Values{
+					{"time": {strconv.Itoa(testenv.BaseTime - 600)}},
+					{"start": {strconv.Itoa(testenv.BaseTime - 3600)}, "end": {strconv.Itoa(testenv.BaseTime)}, "step": {"120"}},
+				} {
+					path := "/api/v1/query"
+					if params.Has("step") {
+						path = "/api/v1/query_range"
+					}
+					q := func(e string) url.Values {
+						v := url.Values{"query": {e}}
+						for k, vs := range params {
+							v[k] = vs
+						}
+						return v
+					}
+					o := upstream.call(context.Background(), http.MethodGet, path, q(want))
+					g := own.call(context.Background(), http.MethodGet, path, q(expr))
+					if resultCount(kindQuery, o) == 0 {
+						t.Fatalf("%s %s: the upstream answers nothing: %s", path, want, truncate(string(o.body), 300))
+					}
+					if d := compareAnswers(kindQuery, o, g); d != "" {
+						t.Errorf("%s %s: %s\n    upstream: %s\n    reader:   %s", path, expr, d, truncate(string(o.body), 400), truncate(string(g.body), 400))
+					}
+				}
+			}
+		})
+	}
+}

@@ -6,7 +6,9 @@
 // differ only in their metric name, …) over two hours ending at BaseTime, and
 // writes them as OpenMetrics text for `promtool tsdb create-blocks-from
 // openmetrics`, either whole (the shared Prometheus) or restricted to the
-// series a policy allows (the oracle Prometheus of that policy).
+// series a policy allows (the oracle Prometheus of that policy). Native
+// histograms, which OpenMetrics text cannot carry, are written by remote
+// write (histograms.go).
 package testenv
 
 import (

@@ -14,6 +14,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"net/http"
+	"slices"
 	"sort"
 	"strings"
 
@@ -203,7 +204,7 @@ func (g *gen) gaugeHistogram() func() HistogramSample {
 		for i := range counts {
 			idx = append(idx, i)
 		}
-		slices32(idx)
+		slices.Sort(idx)
 		spans := spansFor(idx)
 		buckets := make([]float64, len(idx))
 		for i, b := range idx {
@@ -238,7 +239,7 @@ func spansOf(counts map[int32]int64) ([]histogram.Span, []int64) {
 	for i := range counts {
 		idx = append(idx, i)
 	}
-	slices32(idx)
+	slices.Sort(idx)
 	deltas := make([]int64, len(idx))
 	prev := int64(0)
 	for i, b := range idx {
@@ -263,8 +264,6 @@ func spansFor(idx []int32) []histogram.Span {
 	}
 	return spans
 }
-
-func slices32(s []int32) { sort.Slice(s, func(i, j int) bool { return s[i] < s[j] }) }
 
 // NativeSeries lists the series of the dataset that hold native histograms.
 func (d *Dataset) NativeSeries() []*Series {
