@@ -101,7 +101,8 @@ func checkNativeFloor(t *testing.T, p *testPolicy, outcomes []outcome) {
 // native histogram sample.
 func holdsHistograms(kind answerKind, r response) bool {
 	var e envelope
-	if kind != kindQuery || r.err != nil || json.Unmarshal(r.body, &e) != nil || e.Status != "success" {
+	if kind != kindQuery || r.err != nil || !bytes.Contains(r.body, []byte(`"histogram`)) ||
+		json.Unmarshal(r.body, &e) != nil || e.Status != "success" {
 		return false
 	}
 	var d queryData
