@@ -128,10 +128,20 @@ type queryData struct {
 	Result     json.RawMessage `json:"result"`
 }
 
-// point is one [timestamp, "value"] pair of a query answer.
+// point is one [timestamp, "value"] pair of a query answer, or one
+// [timestamp, {histogram}] pair (H set, V empty).
 type point struct {
 	T float64
 	V string
+	H *histogramValue
+}
+
+// histogramValue is a native histogram sample as the HTTP API writes it:
+// count, sum, and its buckets as [boundary rule, lower, upper, count].
+type histogramValue struct {
+	Count   string               `json:"count"`
+	Sum     string               `json:"sum"`
+	Buckets [][4]json.RawMessage `json:"buckets"`
 }
 
 func (p *point) UnmarshalJSON(b []byte) error {
@@ -142,7 +152,47 @@ func (p *point) UnmarshalJSON(b []byte) error {
 	if err := json.Unmarshal(raw[0], &p.T); err != nil {
 		return err
 	}
+	if v := strings.TrimSpace(string(raw[1])); strings.HasPrefix(v, "{") {
+		p.H = &histogramValue{}
+		return json.Unmarshal(raw[1], p.H)
+	}
 	return json.Unmarshal(raw[1], &p.V)
+}
+
+func (p point) String() string {
+	if p.H == nil {
+		return p.V
+	}
+	b, _ := json.Marshal(p.H)
+	return string(b)
+}
+
+// samePoint compares two points' values: floats as sameValue does, or
+// histograms: the same buckets (rule and bounds exactly), counts and sum
+// as sameValue compares floats.
+func samePoint(a, b point) bool {
+	if (a.H == nil) != (b.H == nil) {
+		return false
+	}
+	if a.H == nil {
+		return sameValue(a.V, b.V)
+	}
+	x, y := a.H, b.H
+	if !sameValue(x.Count, y.Count) || !sameValue(x.Sum, y.Sum) || len(x.Buckets) != len(y.Buckets) {
+		return false
+	}
+	for i := range x.Buckets {
+		for j := range 3 {
+			if string(x.Buckets[i][j]) != string(y.Buckets[i][j]) {
+				return false
+			}
+		}
+		var cx, cy string
+		if json.Unmarshal(x.Buckets[i][3], &cx) != nil || json.Unmarshal(y.Buckets[i][3], &cy) != nil || !sameValue(cx, cy) {
+			return false
+		}
+	}
+	return true
 }
 
 // normSeries is a vector element or matrix row, keyed by its label set.
@@ -188,12 +238,12 @@ func compareQueryData(oRaw, gRaw json.RawMessage) string {
 			if op[j].T != gp[j].T {
 				return fmt.Sprintf("series %s point %d: oracle time %v, gateway %v", key, j, op[j].T, gp[j].T)
 			}
-			equal := sameValue(op[j].V, gp[j].V)
+			equal := samePoint(op[j], gp[j])
 			if exactValues {
 				equal = op[j].V == gp[j].V
 			}
 			if !equal {
-				return fmt.Sprintf("series %s at %v: oracle %s, gateway %s", key, op[j].T, op[j].V, gp[j].V)
+				return fmt.Sprintf("series %s at %v: oracle %s, gateway %s", key, op[j].T, op[j], gp[j])
 			}
 		}
 	}
@@ -225,26 +275,49 @@ func normalizeResult(resultType string, raw json.RawMessage) ([]normSeries, erro
 	var out []normSeries
 	switch resultType {
 	case "vector":
+		// A sample is a float ("value") or a native histogram
+		// ("histogram"), never both.
 		var v []struct {
-			Metric map[string]string `json:"metric"`
-			Value  point             `json:"value"`
+			Metric    map[string]string `json:"metric"`
+			Value     *point            `json:"value"`
+			Histogram *point            `json:"histogram"`
 		}
 		if err := json.Unmarshal(raw, &v); err != nil {
 			return nil, err
 		}
 		for _, s := range v {
-			out = append(out, normSeries{key: labelsKey(s.Metric), points: []point{s.Value}})
+			if (s.Value == nil) == (s.Histogram == nil) {
+				return nil, fmt.Errorf("vector sample %s has %s", labelsKey(s.Metric), map[bool]string{true: "neither value nor histogram", false: "both value and histogram"}[s.Value == nil])
+			}
+			p := s.Value
+			if p == nil {
+				p = s.Histogram
+				if p.H == nil {
+					return nil, fmt.Errorf("vector sample %s: histogram without a histogram", labelsKey(s.Metric))
+				}
+			}
+			out = append(out, normSeries{key: labelsKey(s.Metric), points: []point{*p}})
 		}
 	case "matrix":
+		// A series' floats ("values") and native histograms
+		// ("histograms") are merged in time order.
 		var m []struct {
-			Metric map[string]string `json:"metric"`
-			Values []point           `json:"values"`
+			Metric     map[string]string `json:"metric"`
+			Values     []point           `json:"values"`
+			Histograms []point           `json:"histograms"`
 		}
 		if err := json.Unmarshal(raw, &m); err != nil {
 			return nil, err
 		}
 		for _, s := range m {
-			out = append(out, normSeries{key: labelsKey(s.Metric), points: s.Values})
+			for _, h := range s.Histograms {
+				if h.H == nil {
+					return nil, fmt.Errorf("matrix series %s: histograms without a histogram", labelsKey(s.Metric))
+				}
+			}
+			points := append(s.Values, s.Histograms...)
+			sort.SliceStable(points, func(i, j int) bool { return points[i].T < points[j].T })
+			out = append(out, normSeries{key: labelsKey(s.Metric), points: points})
 		}
 	case "scalar", "string":
 		var p point

@@ -7,7 +7,7 @@ import "testing"
 // allow_all), and for p4 holding both series of a pair that differs only in
 // name, each allowed by a different selector.
 func TestOracleData(t *testing.T) {
-	ds := GenerateWith(GenerateOptions{UTF8Names: true}) // as on Prometheus 3, for the UTF-8 policies
+	ds := GenerateWith(GenerateOptions{UTF8Names: true, NativeHistograms: true}) // as on Prometheus 3, for the UTF-8 policies
 	total := len(ds.AllSeries())
 	for _, p := range testPolicies {
 		sels, err := p.oracleSelectors()

@@ -48,6 +48,9 @@ type testPolicy struct {
 	// utf8 policies name UTF-8 labels: they run where the data has them
 	// (Prometheus 3; see utf8_test.go).
 	utf8 bool
+	// nativeFloor is the floor of the answers to the corpus' native
+	// histogram section alone (Prometheus 3; see native_histograms_test.go).
+	nativeFloor nativeFloor
 }
 
 // floor is what a policy's answers must show for equality with the oracle
@@ -85,21 +88,21 @@ func (p *testPolicy) oracleSelectors() ([]Selector, error) {
 // testPolicies are the tenants of the oracle test.
 var testPolicies = []*testPolicy{
 	{id: "p0", about: "allow_all admin: promgate must be transparent", user: "root", allowAll: true,
-		floor: floor{nonEmpty: 1120}},
+		floor: floor{nonEmpty: 1120}, nativeFloor: nativeFloor{nonEmpty: 176, histograms: 105}},
 	{id: "p1", about: "one equality selector, granted through a group", user: "ann", group: "team-a",
-		rules: [][]string{{`{team="a"}`}}, floor: floor{nonEmpty: 1090, differing: 1010}},
+		rules: [][]string{{`{team="a"}`}}, floor: floor{nonEmpty: 1090, differing: 1010}, nativeFloor: nativeFloor{nonEmpty: 172, histograms: 100, differing: 170}},
 	{id: "p2", about: "two selectors from two policies naming the same user, overlapping", user: "bert",
-		rules: [][]string{{`{team="b"}`}, {`{__name__=~"node_.*", shared="true"}`}}, floor: floor{nonEmpty: 1110, differing: 1010}},
+		rules: [][]string{{`{team="b"}`}, {`{__name__=~"node_.*", shared="true"}`}}, floor: floor{nonEmpty: 1110, differing: 1010}, nativeFloor: nativeFloor{nonEmpty: 172, histograms: 100, differing: 165}},
 	{id: "p3", about: "GEM-style exclusion of secret series of one metric", user: "gem",
-		rules: [][]string{{`{secret!="true", __name__="sensitive_requests_total"}`, `{__name__!="sensitive_requests_total"}`}}, floor: floor{nonEmpty: 1120, differing: 80}},
+		rules: [][]string{{`{secret!="true", __name__="sensitive_requests_total"}`, `{__name__!="sensitive_requests_total"}`}}, floor: floor{nonEmpty: 1120, differing: 80}, nativeFloor: nativeFloor{nonEmpty: 176, histograms: 105}},
 	{id: "p4", about: "__name__ regex union: series differing only in name come from different selectors", user: "nora",
-		rules: [][]string{{`{__name__=~"foo_a|foo_c", team="a"}`, `{__name__=~"foo_b|http_requests_total", team=~"a|b"}`}}, floor: floor{nonEmpty: 630, differing: 1050}},
+		rules: [][]string{{`{__name__=~"foo_a|foo_c", team="a"}`, `{__name__=~"foo_b|http_requests_total", team=~"a|b"}`}}, floor: floor{nonEmpty: 630, differing: 1050}, nativeFloor: nativeFloor{differing: 172}},
 	{id: "p5", about: "templated per-user selector", user: "alice",
-		rules: [][]string{{`{namespace="ns-{{ .User }}"}`}}, floor: floor{nonEmpty: 790, differing: 1060}},
+		rules: [][]string{{`{namespace="ns-{{ .User }}"}`}}, floor: floor{nonEmpty: 790, differing: 1060}, nativeFloor: nativeFloor{nonEmpty: 176, histograms: 105, differing: 172}},
 	{id: "p6", about: "three selectors with negative matchers", user: "neg",
-		rules: [][]string{{`{team="c", env!="prod"}`, `{__name__=~"http_request.*", code!~"5..", team="a"}`, `{job="node", instance=~"host-0[0-4]:.*", team!="c"}`}}, floor: floor{nonEmpty: 1110, differing: 1040}},
+		rules: [][]string{{`{team="c", env!="prod"}`, `{__name__=~"http_request.*", code!~"5..", team="a"}`, `{job="node", instance=~"host-0[0-4]:.*", team!="c"}`}}, floor: floor{nonEmpty: 1110, differing: 1040}, nativeFloor: nativeFloor{nonEmpty: 172, histograms: 100, differing: 170}},
 	{id: "p7", about: "UTF-8 names: a dotted label, and a regex on dotted metric names whose series differ only in name", user: "otto", utf8: true,
-		rules: [][]string{{`{"service.name"="checkout"}`, `{__name__=~"http\\.server\\..*", team="a"}`}}, floor: floor{nonEmpty: 290, differing: 1200}},
+		rules: [][]string{{`{"service.name"="checkout"}`, `{__name__=~"http\\.server\\..*", team="a"}`}}, floor: floor{nonEmpty: 290, differing: 1200}, nativeFloor: nativeFloor{nonEmpty: 14, histograms: 7, differing: 170}},
 }
 
 // knownDifferences are the (policy, query) pairs whose answers cannot be
@@ -201,6 +204,11 @@ const (
 	rangeStart = BaseTime - 3600
 	rangeEnd   = BaseTime
 	rangeStep  = 60
+	// nativeRangeStep is the step of the native histogram section's range
+	// queries: a histogram weighs as much as a dozen floats in an answer,
+	// and thirteen of them per series show a matrix of histograms as well
+	// as sixty-one.
+	nativeRangeStep = 300
 )
 
 // testCase is one request sent to both the gateway and the oracle.
@@ -218,6 +226,7 @@ type testCase struct {
 	path      string
 	params    url.Values
 	gzip      bool // ask for a gzip-compressed answer
+	native    bool // of the corpus' native histogram section
 }
 
 // outcome is the result of running one case.
@@ -232,6 +241,8 @@ type outcome struct {
 	// refused: promgate refused the query as unenforceable for this
 	// policy, as expectedRefusals says it must.
 	refused bool
+	// histograms: the oracle's answer holds native histogram samples.
+	histograms bool
 }
 
 // target is where a policy's requests go: its oracle and the gateway, and
@@ -280,10 +291,17 @@ func TestOracle(t *testing.T) {
 	// and corpus section (utf8_test.go).
 	utf8Names := prometheusVersion(t).Major >= 3
 	testPolicies, corpus := utf8Selection(utf8Names, testPolicies, corpus)
+	// Native histograms where Prometheus takes them without a feature
+	// flag, by remote write: their data and corpus section.
+	nativeHistograms := prometheusVersion(t).Major >= 3
+	if kept := nativeSelection(nativeHistograms, corpus); len(kept) < len(corpus) {
+		t.Logf("Prometheus %s: the %d queries of the corpus' native histogram section are skipped: the data has no native histograms there", prometheusVersion(t), len(corpus)-len(kept))
+		corpus = kept
+	}
 
 	// Data: one shared TSDB with every series and one oracle TSDB per
 	// restricted policy.
-	ds := GenerateWith(GenerateOptions{UTF8Names: utf8Names})
+	ds := GenerateWith(GenerateOptions{UTF8Names: utf8Names, NativeHistograms: nativeHistograms})
 	tmp := t.TempDir()
 	type tsdb struct {
 		name   string
@@ -316,9 +334,16 @@ func TestOracle(t *testing.T) {
 			return err
 		}
 		os.Remove(om)
-		s, err := startOraclePrometheus(t, prometheus, db.name, dataDir, features)
+		s, err := startOraclePrometheus(t, prometheus, db.name, dataDir, features, nativeHistograms)
 		db.server = s
-		return err
+		if err != nil || !nativeHistograms {
+			return err
+		}
+		// The native histograms, which backfill cannot carry.
+		if err := db.data.RemoteWrite(context.Background(), s.url); err != nil {
+			return fmt.Errorf("%s: %v", db.name, err)
+		}
+		return nil
 	})
 	for _, err := range errs {
 		t.Error(err)
@@ -330,6 +355,11 @@ func TestOracle(t *testing.T) {
 	for _, db := range dbs {
 		if err := checkSeriesCount(endpoint{name: db.name, url: db.server.url}, len(db.data.AllSeries())); err != nil {
 			t.Fatalf("%s: %v", db.name, err)
+		}
+		if nativeHistograms {
+			if err := checkNativeSamples(endpoint{name: db.name, url: db.server.url}, db.data); err != nil {
+				t.Fatalf("%s: %v", db.name, err)
+			}
 		}
 	}
 	t.Logf("data: %d series, %d TSDBs loaded and checked in %v", len(ds.AllSeries()), len(dbs), time.Since(start).Round(time.Millisecond))
@@ -382,6 +412,9 @@ func TestOracle(t *testing.T) {
 	for _, p := range testPolicies {
 		t.Run(p.id, func(t *testing.T) {
 			checkFloor(t, p, outcomes)
+			if nativeHistograms {
+				checkNativeFloor(t, p, outcomes)
+			}
 			reportPolicy(t, p, outcomes)
 		})
 	}
@@ -463,18 +496,29 @@ func checkExpectedRefusals(t *testing.T, outcomes []outcome, prometheus3 bool) {
 }
 
 // startOraclePrometheus starts a Prometheus of the oracle test with the
-// given --enable-feature values.
-func startOraclePrometheus(t *testing.T, prometheus, name, dataDir string, features []string) (*server, error) {
-	if len(features) == 0 {
+// given --enable-feature values; with native histograms, ready to take
+// them by remote write (the receiver on, an out-of-order window that
+// reaches back before the backfilled blocks).
+func startOraclePrometheus(t *testing.T, prometheus, name, dataDir string, features []string, nativeHistograms bool) (*server, error) {
+	if len(features) == 0 && !nativeHistograms {
 		return startPrometheus(t, prometheus, name, dataDir)
 	}
 	dir := filepath.Dir(dataDir)
 	cfg := filepath.Join(dir, name+".yml")
-	if err := os.WriteFile(cfg, []byte("global:\n  scrape_interval: 1m\n"), 0o644); err != nil {
+	text := "global:\n  scrape_interval: 1m\n"
+	var flags []string
+	if len(features) > 0 {
+		flags = append(flags, "--enable-feature="+strings.Join(features, ","))
+	}
+	if nativeHistograms {
+		text += testenv.NativeHistogramConfig
+		flags = append(flags, "--web.enable-remote-write-receiver")
+	}
+	if err := os.WriteFile(cfg, []byte(text), 0o644); err != nil {
 		return nil, err
 	}
 	return startWith(t, testenv.Options{Name: name, Dir: dir, Args: func(addr string) []string {
-		return testenv.PrometheusArgs(prometheus, cfg, dataDir, addr, "--enable-feature="+strings.Join(features, ","))
+		return testenv.PrometheusArgs(prometheus, cfg, dataDir, addr, flags...)
 	}})
 }
 
@@ -578,6 +622,7 @@ type corpusEntry struct {
 	prometheus3 bool // in the Prometheus 3 section
 	prometheus2 bool // in the Prometheus 2 section
 	utf8        bool // in the UTF-8 section (utf8Directive)
+	native      bool // in the native histogram section (nativeDirective)
 }
 
 // errorsDirective starts the corpus' errors section, which runs to the end
@@ -614,7 +659,7 @@ func readCorpus(t *testing.T, path string) []corpusEntry {
 	defer f.Close()
 	var out []corpusEntry
 	seen := map[string]int{}
-	inErrors, inPrometheus3, inPrometheus2, inUTF8 := false, false, false, false
+	inErrors, inPrometheus3, inPrometheus2, inUTF8, inNative := false, false, false, false, false
 	sc := bufio.NewScanner(f)
 	for n := 1; sc.Scan(); n++ {
 		line := strings.TrimSpace(sc.Text())
@@ -626,6 +671,13 @@ func readCorpus(t *testing.T, path string) []corpusEntry {
 				t.Fatalf("%s:%d: %s out of place", path, n, line)
 			}
 			inUTF8 = !inUTF8
+			continue
+		}
+		if line == nativeDirective || line == nativeEndDirective {
+			if inNative == (line == nativeDirective) {
+				t.Fatalf("%s:%d: %s out of place", path, n, line)
+			}
+			inNative = !inNative
 			continue
 		}
 		if line == errorsDirective {
@@ -653,10 +705,13 @@ func readCorpus(t *testing.T, path string) []corpusEntry {
 			t.Fatalf("%s:%d: duplicate of line %d: %s", path, n, prev, line)
 		}
 		seen[line] = n
-		out = append(out, corpusEntry{expr: line, wantError: inErrors, prometheus3: inPrometheus3, prometheus2: inPrometheus2, utf8: inUTF8})
+		out = append(out, corpusEntry{expr: line, wantError: inErrors, prometheus3: inPrometheus3, prometheus2: inPrometheus2, utf8: inUTF8, native: inNative})
 	}
 	if inUTF8 {
 		t.Fatalf("%s: %s without %s", path, utf8Directive, utf8EndDirective)
+	}
+	if inNative {
+		t.Fatalf("%s: %s without %s", path, nativeDirective, nativeEndDirective)
 	}
 	if !inErrors {
 		t.Fatalf("%s: no %s section", path, errorsDirective)
@@ -675,7 +730,8 @@ func readCorpus(t *testing.T, path string) []corpusEntry {
 
 // queryCases evaluates every corpus expression as an instant query (GET) at
 // each of instantTimes and as a range query (POST form) over the last hour.
-// The instant query at t-30m and the range query ask for gzip. A range
+// The instant query at t-30m and the range query ask for gzip (the native
+// histogram section's range queries step by nativeRangeStep). A range
 // query of a range vector or a string is an error by definition: there that
 // error is the point, as in the errors section.
 func queryCases(p *testPolicy, corpus []corpusEntry) []testCase {
@@ -684,13 +740,17 @@ func queryCases(p *testPolicy, corpus []corpusEntry) []testCase {
 		q := e.expr
 		rangeFails := e.wantError || !rangeQueryable(q)
 		for i, it := range instantTimes {
-			out = append(out, testCase{policy: p, kind: kindQuery, desc: "instant " + it.name, query: q, wantError: e.wantError,
+			out = append(out, testCase{policy: p, kind: kindQuery, desc: "instant " + it.name, query: q, wantError: e.wantError, native: e.native,
 				method: http.MethodGet, path: "/api/v1/query", gzip: i == 1,
 				params: url.Values{"query": {q}, "time": {strconv.FormatInt(it.t, 10)}}})
 		}
-		out = append(out, testCase{policy: p, kind: kindQuery, desc: "range 1h/60s", query: q, wantError: rangeFails,
+		step := rangeStep
+		if e.native {
+			step = nativeRangeStep
+		}
+		out = append(out, testCase{policy: p, kind: kindQuery, desc: fmt.Sprintf("range 1h/%ds", step), query: q, wantError: rangeFails, native: e.native,
 			method: http.MethodPost, path: "/api/v1/query_range", gzip: true,
-			params: url.Values{"query": {q}, "start": {strconv.Itoa(rangeStart)}, "end": {strconv.Itoa(rangeEnd)}, "step": {strconv.Itoa(rangeStep)}}})
+			params: url.Values{"query": {q}, "start": {strconv.Itoa(rangeStart)}, "end": {strconv.Itoa(rangeEnd)}, "step": {strconv.Itoa(step)}}})
 	}
 	return out
 }
@@ -795,7 +855,7 @@ func runCases(cases []testCase, targets map[string]target, workers int) []outcom
 		}
 		o := tg.oracle.callWith(ctx, client, c.method, c.path, c.params)
 		g := tg.gateway.callWith(ctx, client, c.method, c.path, c.params)
-		r := outcome{c: c, oracle: o, gateway: g, nonEmpty: resultCount(c.kind, o) > 0}
+		r := outcome{c: c, oracle: o, gateway: g, nonEmpty: resultCount(c.kind, o) > 0, histograms: c.native && holdsHistograms(c.kind, o)}
 		if d := errorOutcome(o, c.wantError); d != "" {
 			r.diff = "oracle " + d
 		} else {

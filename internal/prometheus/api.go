@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"strings"
 
+	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql/parser"
 
@@ -238,15 +239,32 @@ func (a *API) federate(w http.ResponseWriter, r *http.Request, path string, p pa
 		// Prometheus answers an empty exposition; so does promgate, and
 		// without the policy's selectors, which would select everything
 		// the tenant may see.
-		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+		w.Header().Set("Content-Type", emptyFederationFormat(r.Header))
 		w.WriteHeader(http.StatusOK)
 		return nil
 	}
+	// Every series the upstream answers matches the narrowed match[]:
+	// the answer is the tenant's in whatever format the upstream
+	// negotiates with the client's Accept header (the text format, or the
+	// protobuf ones that carry native histograms), and passes untouched.
 	if err := a.enforceMatch(r, vs, enf); err != nil {
 		return err
 	}
 	a.up.ServeHTTP(w, rebuild(r, path, vs))
 	return nil
+}
+
+// emptyFederationFormat is the Content-Type of federate's empty answer:
+// the format Prometheus 3 negotiates, among those its federate writes,
+// when the client asks for a protobuf one (the formats of native
+// histograms); the text format otherwise, as every version answers.
+func emptyFederationFormat(h http.Header) string {
+	f := expfmt.NegotiateAccept(h, expfmt.NewFormat(expfmt.TypeProtoDelim), expfmt.NewFormat(expfmt.TypeProtoText),
+		expfmt.NewFormat(expfmt.TypeProtoCompact), expfmt.NewFormat(expfmt.TypeTextPlain))
+	if f.FormatType() == expfmt.TypeTextPlain {
+		return "text/plain; version=0.0.4; charset=utf-8"
+	}
+	return string(f)
 }
 
 func (a *API) pass(w http.ResponseWriter, r *http.Request, path string, p params, _ *promql.Enforcer) error {

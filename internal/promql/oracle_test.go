@@ -142,6 +142,16 @@ func oracleData() []oracleSeries {
 			out = append(out, s)
 		}
 	}
+	// Float gauge histograms: disk latency per host, the shared hosts'
+	// with shared="true".
+	for h := range 6 {
+		s := oracleSeries{lbls: labels.FromStrings("__name__", "node_disk_io_seconds", "instance", fmt.Sprintf("host-%d:9100", h),
+			"team", teams[h%3], "env", []string{"prod", "dev"}[h%2], "shared", []string{"true", "false"}[h/3])}
+		for m := 0; m <= 120; m++ {
+			s.samples = append(s.samples, fhsample{t: int64(m) * time.Minute.Milliseconds(), h: gaugeHistogram(float64(h+1), float64(m%7))})
+		}
+		out = append(out, s)
+	}
 	for i := range 2 {
 		add(120, wave(100+float64(i), 1, 1), "__name__", "go_goroutines", "job", "infra", "instance", fmt.Sprintf("infra-%d:9090", i))
 	}
@@ -175,6 +185,33 @@ func (s hsample) H() *histogram.Histogram       { return s.h }
 func (s hsample) FH() *histogram.FloatHistogram { return s.h.ToFloat(nil) }
 func (s hsample) Type() chunkenc.ValueType      { return chunkenc.ValHistogram }
 func (s hsample) Copy() chunks.Sample           { return hsample{s.t, s.h.Copy()} }
+
+// fhsample is a float native histogram sample.
+type fhsample struct {
+	t int64
+	h *histogram.FloatHistogram
+}
+
+func (s fhsample) T() int64                      { return s.t }
+func (s fhsample) ST() int64                     { return 0 }
+func (s fhsample) F() float64                    { return 0 }
+func (s fhsample) H() *histogram.Histogram       { return nil }
+func (s fhsample) FH() *histogram.FloatHistogram { return s.h }
+func (s fhsample) Type() chunkenc.ValueType      { return chunkenc.ValFloatHistogram }
+func (s fhsample) Copy() chunks.Sample           { return fhsample{s.t, s.h.Copy()} }
+
+// gaugeHistogram is a float gauge histogram over the zero bucket and two
+// exponential buckets of schema 1, (0.5, 0.707], (1, 1.414], whose
+// weights move with step.
+func gaugeHistogram(scale, step float64) *histogram.FloatHistogram {
+	z, a, b := 0.25*step, scale, scale*0.5+step
+	return &histogram.FloatHistogram{
+		CounterResetHint: histogram.GaugeType, Schema: 1, ZeroThreshold: 0.001, ZeroCount: z,
+		Count: z + a + b, Sum: 0.6*a + 1.2*b,
+		PositiveSpans:   []histogram.Span{{Offset: -1, Length: 1}, {Offset: 1, Length: 1}},
+		PositiveBuckets: []float64{a, b},
+	}
+}
 
 // nativeHistogram is a counter histogram of count observations spread over
 // three exponential buckets (1, 2], (2, 4], (4, 8].
@@ -396,6 +433,18 @@ var oracleQueries = []oracleQuery{
 	{q: `histogram_fraction(0, 4, sum by (team) (rpc_duration_seconds))`},
 	{q: `histogram_avg(rate(rpc_duration_seconds[5m]))`},
 	{q: `histogram_sum({__name__=~"rpc_.*", parity="1"})`},
+	{q: `rpc_duration_seconds{parity="0"}`},
+	{q: `rpc_duration_seconds[5m]`},
+	{q: `sum by (parity) (rate(rpc_duration_seconds[10m]))`},
+	{q: `increase(rpc_duration_seconds[10m]) * 2`},
+	{q: `histogram_stddev(rate(rpc_duration_seconds[5m]))`},
+	{q: `node_disk_io_seconds`},
+	{q: `sum by (team) (node_disk_io_seconds)`},
+	{q: `avg(node_disk_io_seconds{env="prod"})`},
+	{q: `histogram_quantile(0.5, node_disk_io_seconds{shared="true"})`},
+	{q: `histogram_fraction(0, 1, sum(node_disk_io_seconds))`},
+	{q: `max_over_time(histogram_count(node_disk_io_seconds)[10m:2m])`},
+	{q: `{__name__=~"node_.*", team="b"}`},
 }
 
 // Evaluation: instant queries at these times and a range query over the last
@@ -524,7 +573,10 @@ func TestOracleSaysNo(t *testing.T) {
 	oracle := memStorage(allowedSeries(t, all, sels))
 	engine := oracleEngine(t, func(*promql.EngineOpts) {})
 	ev := oracleEval{at: oracleInstants[2]}
-	for _, q := range []string{`sum(foo_a)`, `{__name__=~"foo_.*"}`, `absent(foo_a{team="b"})`} {
+	// The native histogram queries differ only in their histograms: the
+	// same label sets, other buckets.
+	for _, q := range []string{`sum(foo_a)`, `{__name__=~"foo_.*"}`, `absent(foo_a{team="b"})`,
+		`sum without (team) (rpc_duration_seconds)`, `sum without (team) (node_disk_io_seconds)`, `sum without (team) (rate(rpc_duration_seconds[5m]))`} {
 		want := ev.run(engine, oracle, q)
 		if d := want.diff(ev.run(engine, full, q)); d == "" {
 			t.Errorf("%s unrewritten: the full storage answers like the oracle; the comparison cannot fail", q)
@@ -620,6 +672,8 @@ type oracleAnswer struct {
 type oracleAnswerSeries struct {
 	key    string
 	points []promql.FPoint
+	// hists are the series' native histogram samples.
+	hists []promql.HPoint
 }
 
 // run evaluates the queries (several: the per-selector queries of a
@@ -651,22 +705,30 @@ func (ev oracleEval) run(engine *promql.Engine, q storage.Queryable, queries ...
 		case promql.Vector:
 			out.kind = "vector"
 			for _, s := range v {
-				out.series = append(out.series, oracleAnswerSeries{s.Metric.String(), []promql.FPoint{{T: s.T, F: s.F}}})
+				if s.H != nil {
+					out.series = append(out.series, oracleAnswerSeries{key: s.Metric.String(), hists: []promql.HPoint{{T: s.T, H: s.H.Copy()}}})
+					continue
+				}
+				out.series = append(out.series, oracleAnswerSeries{key: s.Metric.String(), points: []promql.FPoint{{T: s.T, F: s.F}}})
 			}
 		case promql.Matrix:
 			out.kind = "matrix"
 			for _, s := range v {
 				if k := s.Metric.String(); !seen[k] {
 					seen[k] = true
-					out.series = append(out.series, oracleAnswerSeries{k, slices.Clone(s.Floats)})
+					var hs []promql.HPoint
+					for _, h := range s.Histograms {
+						hs = append(hs, promql.HPoint{T: h.T, H: h.H.Copy()})
+					}
+					out.series = append(out.series, oracleAnswerSeries{key: k, points: slices.Clone(s.Floats), hists: hs})
 				}
 			}
 		case promql.Scalar:
 			out.kind = "scalar"
-			out.series = append(out.series, oracleAnswerSeries{"", []promql.FPoint{{T: v.T, F: v.V}}})
+			out.series = append(out.series, oracleAnswerSeries{points: []promql.FPoint{{T: v.T, F: v.V}}})
 		case promql.String:
 			out.kind = "string"
-			out.series = append(out.series, oracleAnswerSeries{v.V, []promql.FPoint{{T: v.T}}})
+			out.series = append(out.series, oracleAnswerSeries{key: v.V, points: []promql.FPoint{{T: v.T}}})
 		default:
 			out.err = fmt.Sprintf("unexpected result type %T", res.Value)
 		}
@@ -709,8 +771,50 @@ func (a oracleAnswer) diff(got oracleAnswer) string {
 				return fmt.Sprintf("%s: oracle %v, got %v", s.key, p, g.points[j])
 			}
 		}
+		if len(s.hists) != len(g.hists) {
+			return fmt.Sprintf("%s: oracle %d histograms, got %d", s.key, len(s.hists), len(g.hists))
+		}
+		for j, p := range s.hists {
+			if p.T != g.hists[j].T || !sameHistogram(p.H, g.hists[j].H) {
+				return fmt.Sprintf("%s: oracle %d %s, got %d %s", s.key, p.T, p.H, g.hists[j].T, g.hists[j].H)
+			}
+		}
 	}
 	return ""
+}
+
+// sameHistogram compares two native histograms as sameFloat compares
+// floats: the same schema and zero bucket, and counts, sum and the
+// non-empty buckets' bounds and counts.
+func sameHistogram(x, y *histogram.FloatHistogram) bool {
+	if x.Schema != y.Schema || x.ZeroThreshold != y.ZeroThreshold || x.CounterResetHint == histogram.GaugeType != (y.CounterResetHint == histogram.GaugeType) ||
+		!sameFloat(x.Count, y.Count) || !sameFloat(x.Sum, y.Sum) || !sameFloat(x.ZeroCount, y.ZeroCount) {
+		return false
+	}
+	buckets := func(it histogram.BucketIterator[float64]) []histogram.Bucket[float64] {
+		var out []histogram.Bucket[float64]
+		for it.Next() {
+			if b := it.At(); b.Count != 0 {
+				out = append(out, b)
+			}
+		}
+		return out
+	}
+	for _, pair := range [][2][]histogram.Bucket[float64]{
+		{buckets(x.PositiveBucketIterator()), buckets(y.PositiveBucketIterator())},
+		{buckets(x.NegativeBucketIterator()), buckets(y.NegativeBucketIterator())},
+	} {
+		if len(pair[0]) != len(pair[1]) {
+			return false
+		}
+		for i, b := range pair[0] {
+			c := pair[1][i]
+			if b.Lower != c.Lower || b.Upper != c.Upper || !sameFloat(b.Count, c.Count) {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 func sameFloat(x, y float64) bool {

@@ -6,7 +6,9 @@
 // differ only in their metric name, …) over two hours ending at BaseTime, and
 // writes them as OpenMetrics text for `promtool tsdb create-blocks-from
 // openmetrics`, either whole (the shared Prometheus) or restricted to the
-// series a policy allows (the oracle Prometheus of that policy).
+// series a policy allows (the oracle Prometheus of that policy). Native
+// histograms, which OpenMetrics text cannot carry, are written by remote
+// write (histograms.go).
 package testenv
 
 import (
@@ -47,6 +49,9 @@ type Sample struct {
 type Series struct {
 	Labels  map[string]string
 	Samples []Sample
+	// Histograms are the samples of a native histogram series (Samples
+	// is then empty).
+	Histograms []HistogramSample
 }
 
 // Name is the series' metric name.
@@ -61,6 +66,10 @@ type Family struct {
 	Name   string // family name, e.g. "http_requests" for http_requests_total
 	Type   string // counter, gauge or histogram
 	Series []*Series
+	// Native families hold native histograms, which OpenMetrics text
+	// cannot carry: WriteOpenMetrics leaves them out, RemoteWrite sends
+	// them.
+	Native bool
 }
 
 // Dataset is everything the generator produced.
@@ -199,6 +208,11 @@ type GenerateOptions struct {
 	// cannot backfill them (its OpenMetrics parser wants a legacy name
 	// after # TYPE), so the data of a 2.x run leaves them out.
 	UTF8Names bool
+	// NativeHistograms adds native histogram series (integer and float,
+	// exponential and custom buckets): Prometheus 3 takes them by remote
+	// write (Dataset.RemoteWrite); Prometheus 2.x needs a feature flag for
+	// them, so the data of a 2.x run leaves them out.
+	NativeHistograms bool
 }
 
 // Generate builds the dataset without UTF-8 names. It is deterministic: the
@@ -211,6 +225,9 @@ func GenerateWith(o GenerateOptions) *Dataset {
 	ds := generate()
 	if o.UTF8Names {
 		addUTF8(ds)
+	}
+	if o.NativeHistograms {
+		addNativeHistograms(ds, o.UTF8Names)
 	}
 	return ds
 }
@@ -474,7 +491,7 @@ func (d *Dataset) Filter(sels []Selector) *Dataset {
 	}
 	out := &Dataset{}
 	for _, f := range d.Families {
-		nf := &Family{Name: f.Name, Type: f.Type}
+		nf := &Family{Name: f.Name, Type: f.Type, Native: f.Native}
 		for _, s := range f.Series {
 			for _, sel := range sels {
 				if sel.Matches(s.Labels) {
@@ -497,6 +514,9 @@ func (d *Dataset) WriteOpenMetrics(w io.Writer) error {
 	bw := bufio.NewWriterSize(w, 1<<20)
 	var line []byte
 	for _, f := range d.Families {
+		if f.Native {
+			continue
+		}
 		fmt.Fprintf(bw, "# TYPE %s %s\n", omName(f.Name, model.LegacyValidation.IsValidMetricName), f.Type)
 		for _, s := range f.Series {
 			prefix := seriesText(s.Labels)
