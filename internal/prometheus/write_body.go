@@ -100,6 +100,9 @@ func readBounded(r *http.Request, limit int64) ([]byte, error) {
 // decoder never writes past it.
 func decodeSnappy(b []byte, limit int64) ([]byte, error) {
 	n, err := snappy.DecodedLen(b)
+	if errors.Is(err, snappy.ErrTooLarge) {
+		return nil, apierror.New(apierror.TooLarge, "request body decompresses to more than %d bytes", limit)
+	}
 	if err != nil {
 		return nil, apierror.New(apierror.BadData, "request body is not snappy-compressed: %v", err)
 	}
