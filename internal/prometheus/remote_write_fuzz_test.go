@@ -1,0 +1,121 @@
+package prometheus
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/prompb"
+	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
+
+	"github.com/promgate/promgate/internal/apierror"
+)
+
+// The write decoders meet bodies from anyone with a write credential. The
+// fuzz targets hold them to three things: no panic; every refusal is an
+// envelope error of 400, 403 or 413; and an accepted request holds no
+// series outside the policy, as Prometheus' own decoding (the upstream's)
+// reads it.
+
+var fuzzWriteLimits = WriteLimits{MaxSeries: 50, MaxLabelsPerSeries: 10, MaxLabelNameLength: 40, MaxLabelValueLength: 40}.withDefaults()
+
+func fuzzWriteSeeds(f *testing.F) {
+	b := newV2()
+	s := b.series("__name__", "up", "team", "a")
+	s.Metadata = writev2.Metadata{Type: writev2.Metadata_METRIC_TYPE_GAUGE, HelpRef: b.st.Symbolize("help")}
+	h := b.series("team", "a", "__name__", "rpc_seconds")
+	h.Samples, h.Histograms = nil, []writev2.Histogram{intHistogram(1000), floatHistogram(2000)}
+	h.Exemplars = []writev2.Exemplar{{LabelsRefs: b.refs("trace_id", "abc"), Value: 1, Timestamp: 1000}}
+	f.Add(b.encode(f))
+	b = newV2()
+	b.series("__name__", "up", "team", "b")
+	f.Add(b.encode(f))
+	v1 := &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{ts("__name__", "up", "team", "a")},
+		Metadata: []prompb.MetricMetadata{{MetricFamilyName: "up", Type: prompb.MetricMetadata_GAUGE}}}
+	data, _ := v1.Marshal()
+	f.Add(data)
+	f.Add([]byte{})
+}
+
+// checkRefusal fails unless err is nil or an envelope error of a status a
+// write is refused with.
+func checkRefusal(t *testing.T, err error) {
+	t.Helper()
+	if err == nil {
+		return
+	}
+	var e *apierror.Error
+	if !errors.As(err, &e) {
+		t.Fatalf("untyped error %v", err)
+	}
+	switch e.Status() {
+	case 400, 403, 413:
+	default:
+		t.Fatalf("status %d: %v", e.Status(), err)
+	}
+}
+
+func FuzzWriteV2(f *testing.F) {
+	fuzzWriteSeeds(f)
+	enf := writeEnforcer(f, `{team="a"}`)
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		err := checkWriteV2(raw, enf, fuzzWriteLimits)
+		checkRefusal(t, err)
+		// Decoded again (the pooled request reused): the same answer.
+		if again := checkWriteV2(raw, enf, fuzzWriteLimits); (again == nil) != (err == nil) {
+			t.Fatalf("second decoding: %v, first: %v", again, err)
+		}
+		var req writev2.Request
+		if uerr := req.Unmarshal(raw); uerr != nil {
+			if err == nil {
+				t.Fatalf("Prometheus cannot decode it (%v), promgate accepted it", uerr)
+			}
+			return
+		}
+		if err != nil {
+			return
+		}
+		if len(req.XXX_unrecognized) > 0 {
+			t.Fatal("unknown fields accepted")
+		}
+		b := labels.NewScratchBuilder(0)
+		for _, ts := range req.Timeseries {
+			ls, lerr := ts.ToLabels(&b, req.Symbols)
+			if lerr != nil {
+				t.Fatalf("accepted a series Prometheus cannot resolve: %v", lerr)
+			}
+			if _, dup := ls.HasDuplicateLabelNames(); dup || !enf.Allows(ls) {
+				t.Fatalf("accepted series %s", ls)
+			}
+			if _, merr := ts.ToMetadata(req.Symbols); merr != nil {
+				t.Fatalf("accepted metadata Prometheus cannot resolve: %v", merr)
+			}
+		}
+	})
+}
+
+func FuzzWriteV1(f *testing.F) {
+	fuzzWriteSeeds(f)
+	enf := writeEnforcer(f, `{team="a"}`)
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		err := checkWriteV1(raw, enf, fuzzWriteLimits)
+		checkRefusal(t, err)
+		var req prompb.WriteRequest
+		if uerr := req.Unmarshal(raw); uerr != nil {
+			if err == nil {
+				t.Fatalf("Prometheus cannot decode it (%v), promgate accepted it", uerr)
+			}
+			return
+		}
+		if err != nil {
+			return
+		}
+		b := labels.NewScratchBuilder(0)
+		for _, ts := range req.Timeseries {
+			ls := ts.ToLabels(&b, nil)
+			if _, dup := ls.HasDuplicateLabelNames(); dup || !enf.Allows(ls) {
+				t.Fatalf("accepted series %s", ls)
+			}
+		}
+	})
+}
