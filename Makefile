@@ -48,6 +48,8 @@ FUZZ_TARGETS := \
 	./internal/jsonscan/:FuzzValid \
 	./internal/prometheus/:FuzzFilters \
 	./internal/prometheus/:FuzzFilterEnvelope \
+	./internal/prometheus/:FuzzWriteV1 \
+	./internal/prometheus/:FuzzWriteV2 \
 	./internal/alertmanager/:FuzzFilter
 
 fuzz:
