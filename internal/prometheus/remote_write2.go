@@ -1,8 +1,12 @@
 package prometheus
 
 import (
+	"errors"
+	"fmt"
+	"io"
 	"strconv"
 	"sync"
+	"unsafe"
 
 	"github.com/prometheus/prometheus/model/labels"
 	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
@@ -26,70 +30,187 @@ import (
 // the table, an odd number of references, a label twice), beyond a limit
 // (400) or outside the policy (403): nothing is written.
 
-// v2Requests keeps decoded requests for reuse: their series and symbols
-// slices are the decoder's largest allocations. A request larger than
-// pooledV2Series series is left to the garbage collector rather than kept.
-var v2Requests = sync.Pool{New: func() any { return new(writev2.Request) }}
+// Decoding. The whole request is not decoded into a writev2.Request:
+// that would copy every symbol into a string of its own and allocate every
+// series' samples anew, on the hot path of every write. The request's own
+// fields (symbols, timeseries) are read here, exactly as its generated
+// Unmarshal reads them (same varints, same bounds, same errors for a wrong
+// wire type), symbols as strings over the decoded body rather than copies;
+// each series is then decoded by Prometheus' own TimeSeries.Unmarshal into
+// one reused TimeSeries. Every field but those two, in the request, is one
+// the message does not define and refuses it, as unknown fields do
+// everywhere (the generated code would keep them aside).
+//
+// Decisions are the same as the whole decoding's, except for which of two
+// refusals comes first: a series outside the policy may be answered 403
+// before a later malformed series would have made the request a 400. The
+// fuzz target FuzzWriteV2 holds the two to the same accept/refuse answer.
+
+// v2Decoder is what checkWriteV2 reuses from one request to the next.
+type v2Decoder struct {
+	symbols []string
+	series  [][]byte
+	ts      writev2.TimeSeries
+	b, eb   labels.ScratchBuilder
+	ls, el  labels.Labels
+}
+
+// v2Decoders keeps decoders for reuse. One that read a request of more
+// than pooledV2Series series is left to the garbage collector rather than
+// kept.
+var v2Decoders = sync.Pool{New: func() any {
+	return &v2Decoder{b: labels.NewScratchBuilder(16), eb: labels.NewScratchBuilder(4)}
+}}
 
 const pooledV2Series = 10_000
 
 // checkWriteV2 decodes a remote write 2.0 request and decides on it.
 func checkWriteV2(raw []byte, enf *promql.Enforcer, lim WriteLimits) error {
-	req := v2Requests.Get().(*writev2.Request)
+	d := v2Decoders.Get().(*v2Decoder)
 	defer func() {
-		if cap(req.Timeseries) <= pooledV2Series {
-			// Cleared so that a pooled request holds no tenant's data.
-			clear(req.Symbols[:cap(req.Symbols)])
-			clear(req.Timeseries[:cap(req.Timeseries)])
-			*req = writev2.Request{Symbols: req.Symbols[:0], Timeseries: req.Timeseries[:0]}
-			v2Requests.Put(req)
+		if cap(d.series) <= pooledV2Series {
+			// Cleared: a pooled decoder holds nothing of a request.
+			clear(d.symbols[:cap(d.symbols)])
+			clear(d.series[:cap(d.series)])
+			d.symbols, d.series = d.symbols[:0], d.series[:0]
+			d.resetSeries()
+			clear(d.ts.Samples[:cap(d.ts.Samples)])
+			clear(d.ts.Histograms[:cap(d.ts.Histograms)])
+			clear(d.ts.Exemplars[:cap(d.ts.Exemplars)])
+			v2Decoders.Put(d)
 		}
 	}()
-	// The generated Unmarshal appends to the slices; they are empty, so
-	// the request reads as a fresh one would (proto.Unmarshal resets it
-	// first, the way Prometheus decodes).
-	if err := req.Unmarshal(raw); err != nil {
+	if err := d.scan(raw); err != nil {
 		return apierror.New(apierror.BadData, "invalid remote write 2.0 request: %v", err)
 	}
-	return checkRequestV2(req, enf, lim)
-}
-
-// checkRequestV2 is the policy decision on a decoded 2.0 request.
-func checkRequestV2(req *writev2.Request, enf *promql.Enforcer, lim WriteLimits) error {
-	if len(req.XXX_unrecognized) > 0 {
-		return apierror.New(apierror.BadData, "remote write 2.0 request has fields io.prometheus.write.v2.Request does not define")
-	}
-	if n := len(req.Timeseries); n > lim.MaxSeries {
+	if n := len(d.series); n > lim.MaxSeries {
 		return apierror.New(apierror.TooLarge, "remote write request has %d series, more than %d", n, lim.MaxSeries)
 	}
-	syms := req.Symbols
-	// Two builders: the series' labels stay valid while its exemplars'
-	// are built. Overwrite reuses one buffer for every series.
-	b, eb := labels.NewScratchBuilder(16), labels.NewScratchBuilder(4)
-	var ls, el labels.Labels
-	for i := range req.Timeseries {
-		ts := &req.Timeseries[i]
-		if unknownV2(ts) {
-			return apierror.New(apierror.BadData, "series %d of the remote write 2.0 request has fields io.prometheus.write.v2.Request does not define", i)
+	for i, data := range d.series {
+		d.resetSeries()
+		if err := d.ts.Unmarshal(data); err != nil {
+			return apierror.New(apierror.BadData, "invalid remote write 2.0 request: %v", err)
 		}
-		if err := resolveRefs(&b, ts.LabelsRefs, syms); err != nil {
-			return apierror.New(apierror.BadData, "series %d of the remote write 2.0 request: labels_refs %v", i, err)
-		}
-		b.Overwrite(&ls)
-		if err := checkSeries(ls, enf, lim); err != nil {
+		if err := d.check(i, &d.ts, d.symbols, enf, lim); err != nil {
 			return err
 		}
-		if md := &ts.Metadata; int(md.HelpRef) >= len(syms) || int(md.UnitRef) >= len(syms) {
-			return apierror.New(apierror.BadData, "series %s: metadata help_ref %d or unit_ref %d outside of the symbols table (size %d)", shortLabels(ls), md.HelpRef, md.UnitRef, len(syms))
+	}
+	return nil
+}
+
+// resetSeries makes d.ts a fresh TimeSeries that keeps its slices'
+// capacity (the generated Unmarshal appends zeroed elements to them).
+func (d *v2Decoder) resetSeries() {
+	ts := &d.ts
+	*ts = writev2.TimeSeries{LabelsRefs: ts.LabelsRefs[:0], Samples: ts.Samples[:0], Histograms: ts.Histograms[:0], Exemplars: ts.Exemplars[:0]}
+}
+
+// Field numbers and wire types of io.prometheus.write.v2.Request.
+const (
+	requestSymbols    = 4
+	requestTimeseries = 5
+	wireBytes         = 2
+	wireEndGroup      = 4
+)
+
+var (
+	errVarintOverflow = errors.New("proto: integer overflow")
+	errInvalidLength  = errors.New("proto: negative length found during unmarshaling")
+)
+
+// scan reads the request's symbols and series (undecoded), as
+// writev2.Request.Unmarshal reads them. The symbols are strings over raw:
+// raw is not written after it is decoded, and neither it nor they outlive
+// the check (labels are copied by the ScratchBuilder, messages by
+// formatting).
+func (d *v2Decoder) scan(raw []byte) error {
+	l := len(raw)
+	i := 0
+	varint := func() (uint64, error) {
+		var v uint64
+		for shift := uint(0); ; shift += 7 {
+			if shift >= 64 {
+				return 0, errVarintOverflow
+			}
+			if i >= l {
+				return 0, io.ErrUnexpectedEOF
+			}
+			b := raw[i]
+			i++
+			v |= uint64(b&0x7F) << shift
+			if b < 0x80 {
+				return v, nil
+			}
 		}
-		for j := range ts.Exemplars {
-			if err := resolveRefs(&eb, ts.Exemplars[j].LabelsRefs, syms); err != nil {
-				return apierror.New(apierror.BadData, "an exemplar of series %s: labels_refs %v", shortLabels(ls), err)
+	}
+	for i < l {
+		wire, err := varint()
+		if err != nil {
+			return err
+		}
+		fieldNum := int32(wire >> 3)
+		wireType := int(wire & 0x7)
+		switch {
+		case wireType == wireEndGroup:
+			return errors.New("proto: Request: wiretype end group for non-group")
+		case fieldNum <= 0:
+			return fmt.Errorf("proto: Request: illegal tag %d (wire type %d)", fieldNum, wire)
+		case fieldNum != requestSymbols && fieldNum != requestTimeseries:
+			return fmt.Errorf("field %d, which io.prometheus.write.v2.Request does not define", fieldNum)
+		case wireType != wireBytes:
+			return fmt.Errorf("proto: wrong wireType = %d for field %d", wireType, fieldNum)
+		}
+		n, err := varint()
+		if err != nil {
+			return err
+		}
+		size := int(n)
+		if size < 0 || i+size < 0 {
+			return errInvalidLength
+		}
+		end := i + size
+		if end > l {
+			return io.ErrUnexpectedEOF
+		}
+		if fieldNum == requestSymbols {
+			sym := ""
+			if size > 0 {
+				sym = unsafe.String(&raw[i], size)
 			}
-			eb.Overwrite(&el)
-			if err := checkExemplarLabels(el, ls, lim); err != nil {
-				return err
-			}
+			d.symbols = append(d.symbols, sym)
+		} else {
+			d.series = append(d.series, raw[i:end])
+		}
+		i = end
+	}
+	return nil
+}
+
+// check decides on the i-th series of a request whose symbols are syms.
+func (d *v2Decoder) check(i int, ts *writev2.TimeSeries, syms []string, enf *promql.Enforcer, lim WriteLimits) error {
+	if unknownV2(ts) {
+		return apierror.New(apierror.BadData, "series %d of the remote write 2.0 request has fields io.prometheus.write.v2.Request does not define", i)
+	}
+	// Two builders: the series' labels stay valid while its exemplars'
+	// are built. Overwrite reuses one buffer for every series.
+	if err := resolveRefs(&d.b, ts.LabelsRefs, syms); err != nil {
+		return apierror.New(apierror.BadData, "series %d of the remote write 2.0 request: labels_refs %v", i, err)
+	}
+	d.b.Overwrite(&d.ls)
+	ls := d.ls
+	if err := checkSeries(ls, enf, lim); err != nil {
+		return err
+	}
+	if md := &ts.Metadata; int(md.HelpRef) >= len(syms) || int(md.UnitRef) >= len(syms) {
+		return apierror.New(apierror.BadData, "series %s: metadata help_ref %d or unit_ref %d outside of the symbols table (size %d)", shortLabels(ls), md.HelpRef, md.UnitRef, len(syms))
+	}
+	for j := range ts.Exemplars {
+		if err := resolveRefs(&d.eb, ts.Exemplars[j].LabelsRefs, syms); err != nil {
+			return apierror.New(apierror.BadData, "an exemplar of series %s: labels_refs %v", shortLabels(ls), err)
+		}
+		d.eb.Overwrite(&d.el)
+		if err := checkExemplarLabels(d.el, ls, lim); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -9,6 +9,7 @@ import (
 	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
 
 	"github.com/promgate/promgate/internal/apierror"
+	"github.com/promgate/promgate/internal/promql"
 )
 
 // The write decoders meet bodies from anyone with a write credential. The
@@ -55,15 +56,41 @@ func checkRefusal(t *testing.T, err error) {
 	}
 }
 
+// refCheckV2 is checkWriteV2 over the whole decoding of the request by
+// Prometheus' generated code, the reference of its own reading.
+func refCheckV2(raw []byte, enf *promql.Enforcer, lim WriteLimits) error {
+	var req writev2.Request
+	if err := req.Unmarshal(raw); err != nil {
+		return apierror.New(apierror.BadData, "invalid remote write 2.0 request: %v", err)
+	}
+	if len(req.XXX_unrecognized) > 0 {
+		return apierror.New(apierror.BadData, "unknown fields")
+	}
+	if n := len(req.Timeseries); n > lim.MaxSeries {
+		return apierror.New(apierror.TooLarge, "remote write request has %d series, more than %d", n, lim.MaxSeries)
+	}
+	d := &v2Decoder{b: labels.NewScratchBuilder(0), eb: labels.NewScratchBuilder(0)}
+	for i := range req.Timeseries {
+		if err := d.check(i, &req.Timeseries[i], req.Symbols, enf, lim); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func FuzzWriteV2(f *testing.F) {
 	fuzzWriteSeeds(f)
 	enf := writeEnforcer(f, `{team="a"}`)
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		err := checkWriteV2(raw, enf, fuzzWriteLimits)
 		checkRefusal(t, err)
-		// Decoded again (the pooled request reused): the same answer.
+		// Decoded again (the pooled decoder reused): the same answer.
 		if again := checkWriteV2(raw, enf, fuzzWriteLimits); (again == nil) != (err == nil) {
 			t.Fatalf("second decoding: %v, first: %v", again, err)
+		}
+		// The same answer as the whole decoding's.
+		if ref := refCheckV2(raw, enf, fuzzWriteLimits); (ref == nil) != (err == nil) {
+			t.Fatalf("promgate: %v; over the whole decoding: %v", err, ref)
 		}
 		var req writev2.Request
 		if uerr := req.Unmarshal(raw); uerr != nil {
