@@ -8,8 +8,10 @@ import (
 	"sync"
 	"unsafe"
 
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
+	"github.com/prometheus/prometheus/schema"
 
 	"github.com/promgate/promgate/internal/apierror"
 	"github.com/promgate/promgate/internal/promql"
@@ -53,6 +55,8 @@ type v2Decoder struct {
 	ts      writev2.TimeSeries
 	b, eb   labels.ScratchBuilder
 	ls, el  labels.Labels
+	// tl is ls with its metadata's type and unit as labels.
+	tl labels.Labels
 }
 
 // v2Decoders keeps decoders for reuse. One that read a request of more
@@ -204,6 +208,9 @@ func (d *v2Decoder) check(i int, ts *writev2.TimeSeries, syms []string, enf *pro
 	if md := &ts.Metadata; int(md.HelpRef) >= len(syms) || int(md.UnitRef) >= len(syms) {
 		return apierror.New(apierror.BadData, "series %s: metadata help_ref %d or unit_ref %d outside of the symbols table (size %d)", shortLabels(ls), md.HelpRef, md.UnitRef, len(syms))
 	}
+	if err := d.checkTypeAndUnit(ts, ls, syms, enf, lim); err != nil {
+		return err
+	}
 	for j := range ts.Exemplars {
 		if err := resolveRefs(&d.eb, ts.Exemplars[j].LabelsRefs, syms); err != nil {
 			return apierror.New(apierror.BadData, "an exemplar of series %s: labels_refs %v", shortLabels(ls), err)
@@ -214,6 +221,30 @@ func (d *v2Decoder) check(i int, ts *writev2.TimeSeries, syms []string, enf *pro
 		}
 	}
 	return nil
+}
+
+// checkTypeAndUnit decides on the series ls as a Prometheus running with
+// the type-and-unit-labels feature stores it: with its metadata's type and
+// unit as the labels __type__ and __unit__, in place of any the series
+// carries (storage/remote's write handler). promgate does not know the
+// upstream's features, so a series with a type or a unit is checked both
+// ways; for a policy that does not select on __type__ or __unit__, the two
+// decisions are the same.
+func (d *v2Decoder) checkTypeAndUnit(ts *writev2.TimeSeries, ls labels.Labels, syms []string, enf *promql.Enforcer, lim WriteLimits) error {
+	m, err := ts.ToMetadata(syms)
+	if err != nil || (m.Type == model.MetricTypeUnknown && m.Unit == "") {
+		return err
+	}
+	d.eb.Reset()
+	ls.Range(func(l labels.Label) {
+		if l.Name != model.MetricTypeLabel && l.Name != model.MetricUnitLabel {
+			d.eb.Add(l.Name, l.Value)
+		}
+	})
+	schema.Metadata{Type: m.Type, Unit: m.Unit}.AddToLabels(&d.eb)
+	d.eb.Sort()
+	d.eb.Overwrite(&d.tl)
+	return checkSeries(d.tl, enf, lim)
 }
 
 // refsError is a malformed list of label references.

@@ -416,3 +416,40 @@ func TestReadWriteBody(t *testing.T) {
 }
 
 func errorsAs(err error, target any) bool { return errors.As(err, target) }
+
+// TestRemoteWriteV2TypeAndUnit: a Prometheus with the type-and-unit-labels
+// feature stores a series with its metadata's type and unit as labels;
+// promgate decides on the series both as sent and as stored so.
+func TestRemoteWriteV2TypeAndUnit(t *testing.T) {
+	enf := enforcer(t, `{team="a", __type__!="counter"}`)
+	for _, tc := range []struct {
+		name   string
+		build  func(b *v2Builder)
+		status int
+	}{
+		{"no metadata", func(b *v2Builder) { b.series("__name__", "up", "team", "a") }, 204},
+		{"a gauge", func(b *v2Builder) {
+			b.series("__name__", "up", "team", "a").Metadata.Type = writev2.Metadata_METRIC_TYPE_GAUGE
+		}, 204},
+		{"a counter, stored with __type__=counter", func(b *v2Builder) {
+			b.series("__name__", "up", "team", "a").Metadata.Type = writev2.Metadata_METRIC_TYPE_COUNTER
+		}, 403},
+		{"a counter sent as a gauge", func(b *v2Builder) {
+			b.series("__name__", "up", "team", "a", "__type__", "gauge").Metadata.Type = writev2.Metadata_METRIC_TYPE_COUNTER
+		}, 403},
+		{"a label __type__ of its own, no metadata", func(b *v2Builder) {
+			b.series("__name__", "up", "team", "a", "__type__", "counter")
+		}, 403},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := newV2()
+			tc.build(b)
+			up := &writeUpstream{version: "3.16.0"}
+			rec := httptest.NewRecorder()
+			New(up, Options{}).Handle(rec, postV2(snappy.Encode(nil, b.encode(t))), "/api/v1/write", enf)
+			if rec.Code != tc.status {
+				t.Errorf("status %d, want %d: %s", rec.Code, tc.status, rec.Body)
+			}
+		})
+	}
+}
