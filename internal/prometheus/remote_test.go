@@ -538,11 +538,7 @@ func TestCheckWrite(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			var req prompb.WriteRequest
-			if err := req.Unmarshal(data); err != nil {
-				t.Fatal(err)
-			}
-			err = checkWrite(&req, enf, DefaultWriteLimits)
+			err = checkWriteV1(data, enf, DefaultWriteLimits)
 			switch {
 			case tc.want == "" && err != nil:
 				t.Errorf("refused: %v", err)

@@ -1,8 +1,10 @@
 package prometheus
 
 import (
+	"errors"
 	"net/http"
 	"strings"
+	"sync"
 
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/prompb"
@@ -102,62 +104,82 @@ func (a *API) upstreamWithoutWriteV2(r *http.Request) bool {
 	return c.known && !c.latest && c.major > 0 && c.major < 3
 }
 
-// checkWriteV1 decodes a remote write 1.0 request and decides on it.
-func checkWriteV1(raw []byte, enf *promql.Enforcer, lim WriteLimits) error {
-	var req prompb.WriteRequest
-	if err := req.Unmarshal(raw); err != nil {
-		return apierror.New(apierror.BadData, "invalid remote write request: %v", err)
-	}
-	return checkWrite(&req, enf, lim)
+// Decoding of 1.0. As 2.0's (remote_write2.go), a 1.0 request is not
+// decoded whole, which would copy every label name and value of every
+// series into strings of their own: its fields and its series' labels are
+// read as the generated code reads them (protoFields), names and values as
+// views of the body; samples, exemplars, histograms and metadata are
+// decoded by Prometheus' own generated code into reused messages. A field
+// a message does not define refuses the request (the generated code would
+// keep it aside): fields of a newer sender could reach the upstream
+// unchecked. The fuzz target FuzzWriteV1 holds this to the decisions over
+// the whole decoding.
+
+// Field numbers of prometheus.WriteRequest, TimeSeries and Label.
+const (
+	writeRequestTimeseries = 1
+	writeRequestMetadata   = 3
+	seriesLabelsField      = 1
+	seriesSamples          = 2
+	seriesExemplars        = 3
+	seriesHistograms       = 4
+	labelName              = 1
+	labelValue             = 2
+)
+
+// v1Decoder is what checkWriteV1 reuses from one request to the next.
+type v1Decoder struct {
+	series, metadata [][]byte
+	b, eb            labels.ScratchBuilder
+	ls, el           labels.Labels
+	exemplar         prompb.Exemplar
 }
 
-// checkWrite is the policy decision on a decoded write request.
-func checkWrite(req *prompb.WriteRequest, enf *promql.Enforcer, lim WriteLimits) error {
-	// Fields promgate does not know (remote write 2.0's, sent as 1.0) would
-	// reach the upstream unchecked.
-	if len(req.XXX_unrecognized) > 0 {
-		return apierror.New(apierror.BadData, "remote write request has fields remote write 1.0 does not define")
+var v1Decoders = sync.Pool{New: func() any {
+	return &v1Decoder{b: labels.NewScratchBuilder(16), eb: labels.NewScratchBuilder(4)}
+}}
+
+// checkWriteV1 decodes a remote write 1.0 request and decides on it.
+func checkWriteV1(raw []byte, enf *promql.Enforcer, lim WriteLimits) error {
+	d := v1Decoders.Get().(*v1Decoder)
+	defer func() {
+		if cap(d.series) <= pooledV2Series {
+			// Cleared: a pooled decoder holds nothing of a request.
+			clear(d.series[:cap(d.series)])
+			clear(d.metadata[:cap(d.metadata)])
+			d.series, d.metadata = d.series[:0], d.metadata[:0]
+			clear(d.exemplar.Labels[:cap(d.exemplar.Labels)])
+			d.exemplar = prompb.Exemplar{Labels: d.exemplar.Labels[:0]}
+			v1Decoders.Put(d)
+		}
+	}()
+	err := protoFields(raw, func(field int32, body []byte) error {
+		switch field {
+		case writeRequestTimeseries:
+			d.series = append(d.series, body)
+		case writeRequestMetadata:
+			d.metadata = append(d.metadata, body)
+		default:
+			return errUndefinedField(writeV1Message, field)
+		}
+		return nil
+	})
+	if err != nil {
+		return invalidV1(err)
 	}
-	if n := len(req.Timeseries); n > lim.MaxSeries {
+	if n := len(d.series); n > lim.MaxSeries {
 		return apierror.New(apierror.TooLarge, "remote write request has %d series, more than %d", n, lim.MaxSeries)
 	}
-	// Two builders: the series' labels stay valid while its exemplars'
-	// are built.
-	b, eb := labels.NewScratchBuilder(16), labels.NewScratchBuilder(4)
-	var ls, el labels.Labels
-	for i := range req.Timeseries {
-		ts := &req.Timeseries[i]
-		if unknownV1(ts) {
-			return apierror.New(apierror.BadData, "series %d of the remote write request has fields remote write 1.0 does not define", i)
-		}
-		b.Reset()
-		for _, l := range ts.Labels {
-			if len(l.XXX_unrecognized) > 0 {
-				return apierror.New(apierror.BadData, "a label of series %d of the remote write request has fields remote write 1.0 does not define", i)
-			}
-			b.Add(l.Name, l.Value)
-		}
-		b.Sort()
-		b.Overwrite(&ls)
-		if err := checkSeries(ls, enf, lim); err != nil {
-			return err
-		}
-		for j := range ts.Exemplars {
-			eb.Reset()
-			for _, l := range ts.Exemplars[j].Labels {
-				if len(l.XXX_unrecognized) > 0 {
-					return apierror.New(apierror.BadData, "an exemplar label of series %d of the remote write request has fields remote write 1.0 does not define", i)
-				}
-				eb.Add(l.Name, l.Value)
-			}
-			eb.Sort()
-			eb.Overwrite(&el)
-			if err := checkExemplarLabels(el, ls, lim); err != nil {
-				return err
-			}
+	for i, data := range d.series {
+		if err := d.checkSeries(i, data, enf, lim); err != nil {
+			return invalidV1(err)
 		}
 	}
-	for _, md := range req.Metadata {
+	for _, data := range d.metadata {
+		var md prompb.MetricMetadata
+		if err := md.Unmarshal(data); err != nil {
+			return invalidV1(err)
+		}
 		if len(md.XXX_unrecognized) > 0 {
 			return apierror.New(apierror.BadData, "metadata of the remote write request has fields remote write 1.0 does not define")
 		}
@@ -168,29 +190,98 @@ func checkWrite(req *prompb.WriteRequest, enf *promql.Enforcer, lim WriteLimits)
 	return nil
 }
 
-// unknownV1 reports whether a 1.0 series carries fields 1.0 does not
-// define, in itself or its samples, exemplars and histograms.
-func unknownV1(ts *prompb.TimeSeries) bool {
-	if len(ts.XXX_unrecognized) > 0 {
-		return true
+// invalidV1 is the answer to err: itself when it is a decision, 400 when
+// the request does not decode.
+func invalidV1(err error) error {
+	var e *apierror.Error
+	if errors.As(err, &e) {
+		return e
 	}
-	for i := range ts.Samples {
-		if len(ts.Samples[i].XXX_unrecognized) > 0 {
-			return true
+	return apierror.New(apierror.BadData, "invalid remote write request: %v", err)
+}
+
+// checkSeries decides on the i-th series of a 1.0 request, data: its
+// labels first, wherever they are in it, then its samples, exemplars and
+// histograms.
+func (d *v1Decoder) checkSeries(i int, data []byte, enf *promql.Enforcer, lim WriteLimits) error {
+	d.b.Reset()
+	err := protoFields(data, func(field int32, body []byte) error {
+		switch field {
+		case seriesLabelsField:
+			name, value, err := readLabel(body)
+			if err != nil {
+				return err
+			}
+			d.b.Add(name, value)
+		case seriesSamples, seriesExemplars, seriesHistograms:
+		default:
+			return apierror.New(apierror.BadData, "series %d of the remote write request has fields remote write 1.0 does not define", i)
 		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
-	for i := range ts.Exemplars {
-		if len(ts.Exemplars[i].XXX_unrecognized) > 0 {
-			return true
+	d.b.Sort()
+	d.b.Overwrite(&d.ls)
+	if err := checkSeries(d.ls, enf, lim); err != nil {
+		return err
+	}
+	return protoFields(data, func(field int32, body []byte) error {
+		unknown := false
+		switch field {
+		case seriesSamples:
+			var s prompb.Sample
+			if err := s.Unmarshal(body); err != nil {
+				return err
+			}
+			unknown = len(s.XXX_unrecognized) > 0
+		case seriesExemplars:
+			e := &d.exemplar
+			*e = prompb.Exemplar{Labels: e.Labels[:0]}
+			if err := e.Unmarshal(body); err != nil {
+				return err
+			}
+			d.eb.Reset()
+			for _, l := range e.Labels {
+				unknown = unknown || len(l.XXX_unrecognized) > 0
+				d.eb.Add(l.Name, l.Value)
+			}
+			if unknown || len(e.XXX_unrecognized) > 0 {
+				return apierror.New(apierror.BadData, "an exemplar of series %d of the remote write request has fields remote write 1.0 does not define", i)
+			}
+			d.eb.Sort()
+			d.eb.Overwrite(&d.el)
+			return checkExemplarLabels(d.el, d.ls, lim)
+		case seriesHistograms:
+			var h prompb.Histogram
+			if err := h.Unmarshal(body); err != nil {
+				return err
+			}
+			unknown = len(h.XXX_unrecognized) > 0 || unknownSpans(h.PositiveSpans) || unknownSpans(h.NegativeSpans)
 		}
-	}
-	for i := range ts.Histograms {
-		h := &ts.Histograms[i]
-		if len(h.XXX_unrecognized) > 0 || unknownSpans(h.PositiveSpans) || unknownSpans(h.NegativeSpans) {
-			return true
+		if unknown {
+			return apierror.New(apierror.BadData, "series %d of the remote write request has fields remote write 1.0 does not define", i)
 		}
-	}
-	return false
+		return nil
+	})
+}
+
+// readLabel reads a prometheus.Label as its generated Unmarshal does (the
+// last of a field repeated wins), name and value as views of body.
+func readLabel(body []byte) (name, value string, err error) {
+	err = protoFields(body, func(field int32, b []byte) error {
+		switch field {
+		case labelName:
+			name = bodyString(b)
+		case labelValue:
+			value = bodyString(b)
+		default:
+			return apierror.New(apierror.BadData, "a label of the remote write request has fields remote write 1.0 does not define")
+		}
+		return nil
+	})
+	return name, value, err
 }
 
 func unknownSpans(spans []prompb.BucketSpan) bool {

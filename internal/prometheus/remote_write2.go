@@ -1,12 +1,8 @@
 package prometheus
 
 import (
-	"errors"
-	"fmt"
-	"io"
 	"strconv"
 	"sync"
-	"unsafe"
 
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
@@ -109,85 +105,27 @@ func (d *v2Decoder) resetSeries() {
 	*ts = writev2.TimeSeries{LabelsRefs: ts.LabelsRefs[:0], Samples: ts.Samples[:0], Histograms: ts.Histograms[:0], Exemplars: ts.Exemplars[:0]}
 }
 
-// Field numbers and wire types of io.prometheus.write.v2.Request.
+// Field numbers of io.prometheus.write.v2.Request.
 const (
 	requestSymbols    = 4
 	requestTimeseries = 5
-	wireBytes         = 2
-	wireEndGroup      = 4
-)
-
-var (
-	errVarintOverflow = errors.New("proto: integer overflow")
-	errInvalidLength  = errors.New("proto: negative length found during unmarshaling")
 )
 
 // scan reads the request's symbols and series (undecoded), as
-// writev2.Request.Unmarshal reads them. The symbols are strings over raw:
-// raw is not written after it is decoded, and neither it nor they outlive
-// the check (labels are copied by the ScratchBuilder, messages by
-// formatting).
+// writev2.Request.Unmarshal reads them; the symbols are views of raw
+// (bodyString).
 func (d *v2Decoder) scan(raw []byte) error {
-	l := len(raw)
-	i := 0
-	varint := func() (uint64, error) {
-		var v uint64
-		for shift := uint(0); ; shift += 7 {
-			if shift >= 64 {
-				return 0, errVarintOverflow
-			}
-			if i >= l {
-				return 0, io.ErrUnexpectedEOF
-			}
-			b := raw[i]
-			i++
-			v |= uint64(b&0x7F) << shift
-			if b < 0x80 {
-				return v, nil
-			}
+	return protoFields(raw, func(field int32, body []byte) error {
+		switch field {
+		case requestSymbols:
+			d.symbols = append(d.symbols, bodyString(body))
+		case requestTimeseries:
+			d.series = append(d.series, body)
+		default:
+			return errUndefinedField(writeV2Message, field)
 		}
-	}
-	for i < l {
-		wire, err := varint()
-		if err != nil {
-			return err
-		}
-		fieldNum := int32(wire >> 3)
-		wireType := int(wire & 0x7)
-		switch {
-		case wireType == wireEndGroup:
-			return errors.New("proto: Request: wiretype end group for non-group")
-		case fieldNum <= 0:
-			return fmt.Errorf("proto: Request: illegal tag %d (wire type %d)", fieldNum, wire)
-		case fieldNum != requestSymbols && fieldNum != requestTimeseries:
-			return fmt.Errorf("field %d, which io.prometheus.write.v2.Request does not define", fieldNum)
-		case wireType != wireBytes:
-			return fmt.Errorf("proto: wrong wireType = %d for field %d", wireType, fieldNum)
-		}
-		n, err := varint()
-		if err != nil {
-			return err
-		}
-		size := int(n)
-		if size < 0 || i+size < 0 {
-			return errInvalidLength
-		}
-		end := i + size
-		if end > l {
-			return io.ErrUnexpectedEOF
-		}
-		if fieldNum == requestSymbols {
-			sym := ""
-			if size > 0 {
-				sym = unsafe.String(&raw[i], size)
-			}
-			d.symbols = append(d.symbols, sym)
-		} else {
-			d.series = append(d.series, raw[i:end])
-		}
-		i = end
-	}
-	return nil
+		return nil
+	})
 }
 
 // check decides on the i-th series of a request whose symbols are syms.

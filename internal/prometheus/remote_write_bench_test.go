@@ -93,6 +93,7 @@ func BenchmarkCheckWrite(b *testing.B) {
 		check func([]byte) error
 	}{
 		{"v1", benchV1(b), func(raw []byte) error { return checkWriteV1(raw, enf, lim) }},
+		{"v1-whole", benchV1(b), func(raw []byte) error { return refCheckV1(raw, enf, lim) }},
 		{"v2", benchV2(b), func(raw []byte) error { return checkWriteV2(raw, enf, lim) }},
 		// The same decisions over Prometheus' whole decoding of the
 		// request, for comparison.

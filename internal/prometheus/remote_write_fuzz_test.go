@@ -121,12 +121,103 @@ func FuzzWriteV2(f *testing.F) {
 	})
 }
 
+// refCheckV1 is checkWriteV1 over the whole decoding of the request by
+// Prometheus' generated code, the reference of its own reading.
+func refCheckV1(raw []byte, enf *promql.Enforcer, lim WriteLimits) error {
+	var req prompb.WriteRequest
+	if err := req.Unmarshal(raw); err != nil {
+		return apierror.New(apierror.BadData, "invalid remote write request: %v", err)
+	}
+	if len(req.XXX_unrecognized) > 0 {
+		return apierror.New(apierror.BadData, "unknown fields")
+	}
+	if n := len(req.Timeseries); n > lim.MaxSeries {
+		return apierror.New(apierror.TooLarge, "too many series")
+	}
+	b, eb := labels.NewScratchBuilder(0), labels.NewScratchBuilder(0)
+	for i := range req.Timeseries {
+		ts := &req.Timeseries[i]
+		if refUnknownV1(ts) {
+			return apierror.New(apierror.BadData, "unknown fields")
+		}
+		b.Reset()
+		for _, l := range ts.Labels {
+			b.Add(l.Name, l.Value)
+		}
+		b.Sort()
+		ls := b.Labels()
+		if err := checkSeries(ls, enf, lim); err != nil {
+			return err
+		}
+		for _, e := range ts.Exemplars {
+			eb.Reset()
+			for _, l := range e.Labels {
+				eb.Add(l.Name, l.Value)
+			}
+			eb.Sort()
+			if err := checkExemplarLabels(eb.Labels(), ls, lim); err != nil {
+				return err
+			}
+		}
+	}
+	for _, md := range req.Metadata {
+		if len(md.XXX_unrecognized) > 0 {
+			return apierror.New(apierror.BadData, "unknown fields")
+		}
+		if !allowsFamily(enf, md.MetricFamilyName) {
+			return apierror.New(apierror.Forbidden, "metadata outside")
+		}
+	}
+	return nil
+}
+
+// refUnknownV1 reports whether a decoded series, or anything in it, has
+// fields 1.0 does not define.
+func refUnknownV1(ts *prompb.TimeSeries) bool {
+	if len(ts.XXX_unrecognized) > 0 {
+		return true
+	}
+	for _, l := range ts.Labels {
+		if len(l.XXX_unrecognized) > 0 {
+			return true
+		}
+	}
+	for _, s := range ts.Samples {
+		if len(s.XXX_unrecognized) > 0 {
+			return true
+		}
+	}
+	for _, e := range ts.Exemplars {
+		if len(e.XXX_unrecognized) > 0 {
+			return true
+		}
+		for _, l := range e.Labels {
+			if len(l.XXX_unrecognized) > 0 {
+				return true
+			}
+		}
+	}
+	for _, h := range ts.Histograms {
+		if len(h.XXX_unrecognized) > 0 || unknownSpans(h.PositiveSpans) || unknownSpans(h.NegativeSpans) {
+			return true
+		}
+	}
+	return false
+}
+
 func FuzzWriteV1(f *testing.F) {
 	fuzzWriteSeeds(f)
 	enf := writeEnforcer(f, `{team="a"}`)
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		err := checkWriteV1(raw, enf, fuzzWriteLimits)
 		checkRefusal(t, err)
+		if again := checkWriteV1(raw, enf, fuzzWriteLimits); (again == nil) != (err == nil) {
+			t.Fatalf("second decoding: %v, first: %v", again, err)
+		}
+		// The same answer as the whole decoding's.
+		if ref := refCheckV1(raw, enf, fuzzWriteLimits); (ref == nil) != (err == nil) {
+			t.Fatalf("promgate: %v; over the whole decoding: %v", err, ref)
+		}
 		var req prompb.WriteRequest
 		if uerr := req.Unmarshal(raw); uerr != nil {
 			if err == nil {
