@@ -127,6 +127,12 @@ const (
 	labelValue             = 2
 )
 
+var (
+	writeRequestFields = []int32{writeRequestTimeseries, writeRequestMetadata}
+	seriesFields       = []int32{seriesLabelsField, seriesSamples, seriesExemplars, seriesHistograms}
+	labelFields        = []int32{labelName, labelValue}
+)
+
 // v1Decoder is what checkWriteV1 reuses from one request to the next.
 type v1Decoder struct {
 	series, metadata [][]byte
@@ -153,14 +159,11 @@ func checkWriteV1(raw []byte, enf *promql.Enforcer, lim WriteLimits) error {
 			v1Decoders.Put(d)
 		}
 	}()
-	err := protoFields(raw, func(field int32, body []byte) error {
-		switch field {
-		case writeRequestTimeseries:
+	err := protoFields(raw, writeV1Message, writeRequestFields, func(field int32, body []byte) error {
+		if field == writeRequestTimeseries {
 			d.series = append(d.series, body)
-		case writeRequestMetadata:
+		} else {
 			d.metadata = append(d.metadata, body)
-		default:
-			return errUndefinedField(writeV1Message, field)
 		}
 		return nil
 	})
@@ -205,17 +208,13 @@ func invalidV1(err error) error {
 // histograms.
 func (d *v1Decoder) checkSeries(i int, data []byte, enf *promql.Enforcer, lim WriteLimits) error {
 	d.b.Reset()
-	err := protoFields(data, func(field int32, body []byte) error {
-		switch field {
-		case seriesLabelsField:
+	err := protoFields(data, "prometheus.TimeSeries", seriesFields, func(field int32, body []byte) error {
+		if field == seriesLabelsField {
 			name, value, err := readLabel(body)
 			if err != nil {
 				return err
 			}
 			d.b.Add(name, value)
-		case seriesSamples, seriesExemplars, seriesHistograms:
-		default:
-			return apierror.New(apierror.BadData, "series %d of the remote write request has fields remote write 1.0 does not define", i)
 		}
 		return nil
 	})
@@ -227,7 +226,7 @@ func (d *v1Decoder) checkSeries(i int, data []byte, enf *promql.Enforcer, lim Wr
 	if err := checkSeries(d.ls, enf, lim); err != nil {
 		return err
 	}
-	return protoFields(data, func(field int32, body []byte) error {
+	return protoFields(data, "prometheus.TimeSeries", seriesFields, func(field int32, body []byte) error {
 		unknown := false
 		switch field {
 		case seriesSamples:
@@ -270,14 +269,11 @@ func (d *v1Decoder) checkSeries(i int, data []byte, enf *promql.Enforcer, lim Wr
 // readLabel reads a prometheus.Label as its generated Unmarshal does (the
 // last of a field repeated wins), name and value as views of body.
 func readLabel(body []byte) (name, value string, err error) {
-	err = protoFields(body, func(field int32, b []byte) error {
-		switch field {
-		case labelName:
+	err = protoFields(body, "prometheus.Label", labelFields, func(field int32, b []byte) error {
+		if field == labelName {
 			name = bodyString(b)
-		case labelValue:
+		} else {
 			value = bodyString(b)
-		default:
-			return apierror.New(apierror.BadData, "a label of the remote write request has fields remote write 1.0 does not define")
 		}
 		return nil
 	})

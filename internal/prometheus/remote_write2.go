@@ -111,18 +111,17 @@ const (
 	requestTimeseries = 5
 )
 
+var requestFields = []int32{requestSymbols, requestTimeseries}
+
 // scan reads the request's symbols and series (undecoded), as
 // writev2.Request.Unmarshal reads them; the symbols are views of raw
 // (bodyString).
 func (d *v2Decoder) scan(raw []byte) error {
-	return protoFields(raw, func(field int32, body []byte) error {
-		switch field {
-		case requestSymbols:
+	return protoFields(raw, writeV2Message, requestFields, func(field int32, body []byte) error {
+		if field == requestSymbols {
 			d.symbols = append(d.symbols, bodyString(body))
-		case requestTimeseries:
+		} else {
 			d.series = append(d.series, body)
-		default:
-			return errUndefinedField(writeV2Message, field)
 		}
 		return nil
 	})

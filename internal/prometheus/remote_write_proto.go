@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"unsafe"
 )
 
@@ -24,12 +25,12 @@ var (
 )
 
 // protoFields calls fn with the number and contents of each field of the
-// message data, in order. Every field of the messages read this way is
-// length-delimited (strings, embedded messages): a field of another wire
-// type is an error, as it is for the generated code when the field is
-// known, and refused as a field the message does not define otherwise. fn
-// refuses the field numbers the message does not define.
-func protoFields(data []byte, fn func(field int32, body []byte) error) error {
+// message data (named message), in order. A field whose number is not one
+// of known is one the message does not define: an error (the generated
+// code would keep it aside). Every known field of the messages read this
+// way is length-delimited (strings, embedded messages): one of another wire
+// type is an error, as it is for the generated code.
+func protoFields(data []byte, message string, known []int32, fn func(field int32, body []byte) error) error {
 	l := len(data)
 	i := 0
 	varint := func() (uint64, error) {
@@ -62,6 +63,8 @@ func protoFields(data []byte, fn func(field int32, body []byte) error) error {
 			return errors.New("proto: wiretype end group for non-group")
 		case fieldNum <= 0:
 			return fmt.Errorf("proto: illegal tag %d (wire type %d)", fieldNum, wire)
+		case !slices.Contains(known, fieldNum):
+			return fmt.Errorf("field %d, which %s does not define", fieldNum, message)
 		case wireType != wireBytes:
 			return fmt.Errorf("proto: wrong wireType = %d for field %d", wireType, fieldNum)
 		}
@@ -94,9 +97,4 @@ func bodyString(b []byte) string {
 		return ""
 	}
 	return unsafe.String(&b[0], len(b))
-}
-
-// errUndefinedField is a field number a message does not define.
-func errUndefinedField(message string, field int32) error {
-	return fmt.Errorf("field %d, which %s does not define", field, message)
 }
