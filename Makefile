@@ -49,6 +49,8 @@ FUZZ_TARGETS := \
 	./internal/prometheus/:FuzzFilters \
 	./internal/prometheus/:FuzzFilterEnvelope \
 	./internal/prometheus/:FuzzOTLP \
+	./internal/prometheus/:FuzzWriteV1 \
+	./internal/prometheus/:FuzzWriteV2 \
 	./internal/alertmanager/:FuzzFilter
 
 fuzz:

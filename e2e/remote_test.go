@@ -661,7 +661,8 @@ func TestRemoteBadInput(t *testing.T) {
 	badRegex, _ := (&prompb.ReadRequest{Queries: []*prompb.Query{{
 		Matchers: []*prompb.LabelMatcher{{Type: prompb.LabelMatcher_RE, Name: "job", Value: "("}}}}}).Marshal()
 	tooLarge := make([]byte, 32<<20+1)
-	v2 := "application/x-protobuf;proto=io.prometheus.write.v2.Request"
+	// With a space, receivers read another parameter and take it for 1.0.
+	v2 := "application/x-protobuf; proto=io.prometheus.write.v2.Request"
 
 	for _, tc := range []struct {
 		name        string
@@ -682,7 +683,7 @@ func TestRemoteBadInput(t *testing.T) {
 		{"write: garbage", "/api/v1/write", []byte("garbage\xff\x00"), "", "snappy", 400, "bad_data", "snappy"},
 		{"write: snappy of garbage protobuf", "/api/v1/write", snappy.Encode(nil, []byte("not a protobuf")), "", "snappy", 400, "bad_data", "invalid remote write request"},
 		{"write: gzip encoding", "/api/v1/write", snappy.Encode(nil, goodWrite), "", "gzip", 415, "unsupported_media", "Content-Encoding"},
-		{"write: remote write 2.0", "/api/v1/write", snappy.Encode(nil, goodWrite), v2, "snappy", 415, "unsupported_media", "remote write 2.0"},
+		{"write: remote write 2.0 spelt otherwise", "/api/v1/write", snappy.Encode(nil, goodWrite), v2, "snappy", 415, "unsupported_media", "remote write 2.0"},
 		{"write: too large", "/api/v1/write", tooLarge, "", "snappy", 413, "too_large", "larger than"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -21,6 +21,8 @@ type Config struct {
 	// Limits are the default limits of every identity; see limits.go.
 	Limits *Limits `yaml:"limits"`
 	Audit  *Audit  `yaml:"audit"`
+	// WriteLimits bound write requests; see write.go.
+	WriteLimits *WriteLimits `yaml:"write_limits"`
 
 	// Rules are the policies compiled by Load (selectors parsed, subjects
 	// checked), ready for policy.NewSet.

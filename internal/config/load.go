@@ -174,4 +174,6 @@ func (v *validator) config(cfg *Config, root *yaml.Node) {
 	v.allLimits(cfg, root)
 	auditKey, audit := entry(root, "audit")
 	v.audit(cfg.Audit, auditKey, audit)
+	writeKey, write := entry(root, "write_limits")
+	v.writeLimits(cfg.WriteLimits, writeKey, write)
 }

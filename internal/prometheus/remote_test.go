@@ -408,7 +408,8 @@ func TestRemoteBadInput(t *testing.T) {
 		{"write: garbage", "/api/v1/write", []byte("garbage"), nil, 400, "not snappy-compressed"},
 		{"write: snappy of garbage", "/api/v1/write", snappy.Encode(nil, []byte("not a protobuf")), nil, 400, "invalid remote write request"},
 		{"write: zstd encoding", "/api/v1/write", good, []string{"Content-Encoding", "zstd"}, 415, "Content-Encoding"},
-		{"write: remote write 2.0", "/api/v1/write", good, []string{"Content-Type", v2}, 415, "remote write 2.0"},
+		{"write: remote write 2.0 spelt otherwise", "/api/v1/write", good, []string{"Content-Type", "application/x-protobuf; proto=io.prometheus.write.v2.Request"}, 415, "remote write 2.0"},
+		{"write: 2.0 of garbage", "/api/v1/write", snappy.Encode(nil, []byte("not a protobuf")), []string{"Content-Type", v2}, 400, "invalid remote write 2.0 request"},
 		{"write: form body", "/api/v1/write", good, []string{"Content-Type", "application/x-www-form-urlencoded"}, 415, "Content-Type"},
 		{"write: too large", "/api/v1/write", make([]byte, maxRemoteBody+1), nil, 413, "larger than"},
 	} {
@@ -537,11 +538,7 @@ func TestCheckWrite(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			var req prompb.WriteRequest
-			if err := req.Unmarshal(data); err != nil {
-				t.Fatal(err)
-			}
-			err = checkWrite(&req, enf)
+			err = checkWriteV1(data, enf, DefaultWriteLimits)
 			switch {
 			case tc.want == "" && err != nil:
 				t.Errorf("refused: %v", err)
@@ -552,38 +549,44 @@ func TestCheckWrite(t *testing.T) {
 	}
 }
 
-func TestCheckWriteHeaders(t *testing.T) {
+func TestWriteMessage(t *testing.T) {
 	for _, tc := range []struct {
-		contentType, encoding string
-		status                int // 0: accepted
+		contentType string
+		want        string // "": refused with 415
 	}{
-		{"", "", 0},
-		{"application/x-protobuf", "snappy", 0},
-		{"application/x-protobuf;proto=prometheus.WriteRequest", "snappy", 0},
-		{" application/x-protobuf ", "snappy", 0},
-		{"application/x-protobuf;proto=io.prometheus.write.v2.Request", "snappy", 415},
-		{"application/x-protobuf; proto=io.prometheus.write.v2.Request", "snappy", 415},
-		{"application/x-protobuf; proto=prometheus.WriteRequest", "snappy", 415}, // read differently by receivers
-		{"application/x-protobuf;proto=other", "snappy", 415},
-		{"application/json", "snappy", 415},
-		{"application/x-protobuf", "gzip", 415},
-		{"application/x-protobuf", "Snappy", 415},
+		{"", writeV1Message},
+		{"application/x-protobuf", writeV1Message},
+		{"application/x-protobuf;proto=prometheus.WriteRequest", writeV1Message},
+		{" application/x-protobuf ", writeV1Message},
+		{"application/x-protobuf;proto=io.prometheus.write.v2.Request", writeV2Message},
+		{" application/x-protobuf;proto=io.prometheus.write.v2.Request", writeV2Message},
+		// Read differently by receivers (Prometheus takes " proto" for
+		// another parameter and reads 1.0).
+		{"application/x-protobuf; proto=io.prometheus.write.v2.Request", ""},
+		{"application/x-protobuf; proto=prometheus.WriteRequest", ""},
+		{"application/x-protobuf;charset=utf-8;proto=io.prometheus.write.v2.Request", ""},
+		{"application/x-protobuf;proto=io.prometheus.write.v3.Request", ""},
+		{"application/x-protobuf;proto=other", ""},
+		{"Application/X-Protobuf", ""},
+		{"application/json", ""},
 	} {
 		h := http.Header{}
 		if tc.contentType != "" {
 			h.Set("Content-Type", tc.contentType)
 		}
-		if tc.encoding != "" {
-			h.Set("Content-Encoding", tc.encoding)
-		}
-		err := checkWriteHeaders(h)
+		got, err := writeMessage(h)
 		var e interface{ Status() int }
 		switch {
-		case tc.status == 0 && err != nil:
-			t.Errorf("%q %q refused: %v", tc.contentType, tc.encoding, err)
-		case tc.status != 0 && (!errors.As(err, &e) || e.Status() != tc.status):
-			t.Errorf("%q %q: got %v, want status %d", tc.contentType, tc.encoding, err, tc.status)
+		case tc.want != "" && (err != nil || got != tc.want):
+			t.Errorf("%q: got %q, %v; want %s", tc.contentType, got, err, tc.want)
+		case tc.want == "" && (!errors.As(err, &e) || e.Status() != 415 || !strings.Contains(err.Error(), writeV2Message)):
+			t.Errorf("%q: got %q, %v; want 415 naming the accepted messages", tc.contentType, got, err)
 		}
+	}
+	// Two Content-Types: the upstream reads the first, promgate neither.
+	h := http.Header{"Content-Type": {"application/x-protobuf", "application/json"}}
+	if _, err := writeMessage(h); err == nil {
+		t.Error("two Content-Types accepted")
 	}
 }
 

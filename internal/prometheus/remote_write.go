@@ -2,107 +2,132 @@ package prometheus
 
 import (
 	"net/http"
-	"slices"
 	"strings"
 
 	"github.com/prometheus/prometheus/model/labels"
-	"github.com/prometheus/prometheus/prompb"
 
 	"github.com/promgate/promgate/internal/apierror"
 	"github.com/promgate/promgate/internal/promql"
 )
 
-// remoteWrite accepts a remote write 1.0 request only when every series
-// satisfies the policy; then the request is forwarded as it came (same
-// bytes and headers). One series outside the policy refuses the whole
-// request with 403, naming it, and nothing is forwarded.
+// remoteWrite accepts a remote write request (1.0 or 2.0) only when every
+// series satisfies the policy and the WriteLimits; then the request is
+// forwarded as it came (same bytes and headers) and the upstream's answer
+// passed back with its headers (2.0's X-Prometheus-Remote-Write-*-Written
+// among them). One series outside the policy refuses the whole request
+// with 403, naming it, and nothing is forwarded.
 //
-// Metadata entries carry a metric family name and no labels. An entry is
-// accepted when the policy allows some series of that family (see
+// Metadata entries of 1.0 carry a metric family name and no labels. An
+// entry is accepted when the policy allows some series of that family (see
 // allowsFamily): writing it could not reveal or affect anything the tenant
 // could not write as series. Prometheus sends metadata in requests of
 // their own, so requiring the family's series in the same request would
-// refuse every one of them.
+// refuse every one of them. 2.0 carries metadata in each series, checked
+// with it.
 func (a *API) remoteWrite(w http.ResponseWriter, r *http.Request, path string, _ params, enf *promql.Enforcer) error {
-	if err := checkWriteHeaders(r.Header); err != nil {
-		return err
-	}
-	body, raw, err := readSnappyBody(r)
+	msg, err := writeMessage(r.Header)
 	if err != nil {
 		return err
 	}
-	var req prompb.WriteRequest
-	if err := req.Unmarshal(raw); err != nil {
-		return apierror.New(apierror.BadData, "invalid remote write request: %v", err)
-	}
-	if err := checkWrite(&req, enf); err != nil {
+	lim := a.opts.Write
+	body, raw, err := readWriteBody(r, lim, encodingSnappy, encodingSnappy)
+	if err != nil {
 		return err
+	}
+	if msg == writeV2Message {
+		err = checkWriteV2(raw, enf, lim)
+	} else {
+		err = checkWriteV1(raw, enf, lim)
+	}
+	if err != nil {
+		return err
+	}
+	// Asked after the checks: a refused request costs the upstream
+	// nothing.
+	if msg == writeV2Message && a.upstreamWithoutWriteV2(r) {
+		return apierror.New(apierror.UnsupportedMedia, "%s protobuf message is not accepted by this server; only accepts %s", writeV2Message, writeV1Message)
 	}
 	a.up.ServeHTTP(w, remoteRequest(r, path, body))
 	return nil
 }
 
-// writeV1ContentTypes are the Content-Types every receiver reads as a
-// remote write 1.0 request. The body is forwarded with the client's
-// Content-Type, so promgate must read it exactly as the upstream will: any
-// other spelling is refused rather than guessed at.
-var writeV1ContentTypes = []string{"", protoContentType, protoContentType + ";proto=prometheus.WriteRequest"}
+// The protobuf messages of remote write, as the proto parameter of the
+// Content-Type names them.
+const (
+	writeV1Message = "prometheus.WriteRequest"
+	writeV2Message = "io.prometheus.write.v2.Request"
+)
 
-func checkWriteHeaders(h http.Header) error {
-	if err := checkSnappyEncoding(h); err != nil {
-		return err
-	}
+// writeContentTypes are the Content-Types read as each message, as
+// Prometheus reads them. The body is forwarded with the client's
+// Content-Type, so promgate must read it exactly as the upstream will: any
+// other spelling (a space after the ';', parameters in another order) is
+// refused rather than guessed at.
+var writeContentTypes = map[string]string{
+	"":               writeV1Message,
+	protoContentType: writeV1Message,
+	protoContentType + ";proto=" + writeV1Message: writeV1Message,
+	protoContentType + ";proto=" + writeV2Message: writeV2Message,
+}
+
+// writeMessage is the message a remote write request's headers announce.
+// Anything else is refused with 415, as Prometheus refuses a message it
+// does not accept, naming those it does; a sender of 2.0 may then fall
+// back to 1.0.
+func writeMessage(h http.Header) (string, error) {
 	cts := h.Values("Content-Type")
 	ct := ""
 	if len(cts) > 0 {
 		ct = strings.TrimSpace(cts[0])
 	}
-	if len(cts) <= 1 && slices.Contains(writeV1ContentTypes, ct) {
-		return nil
+	if msg, ok := writeContentTypes[ct]; ok && len(cts) <= 1 {
+		return msg, nil
 	}
-	if strings.Contains(ct, "io.prometheus.write.v2.Request") {
-		return apierror.New(apierror.UnsupportedMedia, "remote write 2.0 (Content-Type %q) is not supported: send remote write 1.0 (protobuf_message: prometheus.WriteRequest)", ct)
-	}
-	return apierror.New(apierror.UnsupportedMedia, "unsupported Content-Type %q: remote write needs %s (remote write 1.0)", strings.Join(cts, ", "), protoContentType)
+	return "", apierror.New(apierror.UnsupportedMedia, "unsupported Content-Type %q: this server accepts %s;proto=%s and %s;proto=%s (remote write 2.0)",
+		strings.Join(cts, ", "), protoContentType, writeV1Message, protoContentType, writeV2Message)
 }
 
-// checkWrite is the policy decision on a decoded write request.
-func checkWrite(req *prompb.WriteRequest, enf *promql.Enforcer) error {
-	// Fields promgate does not know (remote write 2.0's, sent as 1.0) would
-	// reach the upstream unchecked.
-	if len(req.XXX_unrecognized) > 0 {
-		return apierror.New(apierror.BadData, "remote write request has fields remote write 1.0 does not define")
+// upstreamWithoutWriteV2 reports whether the upstream is known to be a
+// Prometheus older than 3.0. Those read any body as remote write 1.0: a
+// 2.0 request, whose fields 1.0 does not define, would be answered 204
+// and nothing written, so it is refused with 415 before, which tells the
+// sender to fall back to 1.0. An upstream of unknown version is sent the
+// request and answers for itself.
+func (a *API) upstreamWithoutWriteV2(r *http.Request) bool {
+	c := &a.caps
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.load(a, r)
+	return c.known && !c.latest && c.major > 0 && c.major < 3
+}
+
+// checkSeries decides on the labels of one series (sorted): well formed,
+// within lim, inside the policy.
+func checkSeries(ls labels.Labels, enf *promql.Enforcer, lim WriteLimits) error {
+	// With two values for one name, the policy could check one and the
+	// upstream keep the other.
+	if name, dup := ls.HasDuplicateLabelNames(); dup {
+		return apierror.New(apierror.BadData, "series %s has label %q more than once", shortLabels(ls), name)
 	}
-	b := labels.NewScratchBuilder(0)
-	for i := range req.Timeseries {
-		ts := &req.Timeseries[i]
-		if len(ts.XXX_unrecognized) > 0 {
-			return apierror.New(apierror.BadData, "series %d of the remote write request has fields remote write 1.0 does not define", i)
-		}
-		b.Reset()
-		for _, l := range ts.Labels {
-			if len(l.XXX_unrecognized) > 0 {
-				return apierror.New(apierror.BadData, "a label of series %d of the remote write request has fields remote write 1.0 does not define", i)
-			}
-			b.Add(l.Name, l.Value)
-		}
-		b.Sort()
-		ls := b.Labels()
-		// With two values for one name, the policy could check one and the
-		// upstream keep the other.
-		if name, dup := ls.HasDuplicateLabelNames(); dup {
-			return apierror.New(apierror.BadData, "series %s has label %q more than once", ls.String(), name)
-		}
-		if !enf.Allows(ls) {
-			return apierror.New(apierror.Forbidden, "series %s is outside the policy: the write request is refused", ls.String())
-		}
+	if err := checkLabels(ls, lim); err != nil {
+		return err
 	}
-	for _, md := range req.Metadata {
-		if !allowsFamily(enf, md.MetricFamilyName) {
-			return apierror.New(apierror.Forbidden, "metadata of metric %q is outside the policy: the write request is refused", md.MetricFamilyName)
-		}
+	if !enf.Allows(ls) {
+		return apierror.New(apierror.Forbidden, "series %s is outside the policy: the write request is refused", ls.String())
 	}
 	return nil
+}
+
+// checkExemplarLabels bounds the labels (sorted) of an exemplar of the
+// series ls. They are not checked against the policy: they name no series
+// (a trace ID, a span ID), are stored with the series' exemplar and are
+// read only through it, with the series, which the policy decided on.
+func checkExemplarLabels(el, series labels.Labels, lim WriteLimits) error {
+	what := func() string { return "an exemplar of series " + shortLabels(series) }
+	if name, dup := el.HasDuplicateLabelNames(); dup {
+		return apierror.New(apierror.BadData, "%s has label %q more than once", what(), name)
+	}
+	return labelLimits(el, lim, what)
 }
 
 // familySuffixes are the suffixes of the series of a metric family

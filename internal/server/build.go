@@ -74,7 +74,7 @@ func Build(cfg *config.Config, o BuildOptions, logger *slog.Logger) (*State, err
 		Policies:   policy.NewSet(cfg.Rules, cfg.Groups),
 		Prometheus: prom,
 		LimitsFor:  cfg.LimitsFor,
-		PromAPI:    promapi.New(prom, promapi.Options{MaxBodyBytes: o.MaxBodyBytes, AlertNamePrefix: pu.AlertsByNamePrefix}),
+		PromAPI:    promapi.New(prom, promapi.Options{MaxBodyBytes: o.MaxBodyBytes, AlertNamePrefix: pu.AlertsByNamePrefix, Write: writeLimits(cfg.WriteLimits)}),
 		metrics:    cfg.Metrics,
 	}
 	for _, r := range cfg.Rules {
@@ -196,4 +196,20 @@ func servers(o upstream.Options, u *config.Upstream, backends []*url.URL) upstre
 	o.LoadBalancing = u.LoadBalancing
 	o.FailTimeout = u.FailTimeout
 	return o
+}
+
+// writeLimits maps the write_limits section to the API's limits; zero
+// fields take the API's defaults.
+func writeLimits(w *config.WriteLimits) promapi.WriteLimits {
+	if w == nil {
+		return promapi.WriteLimits{}
+	}
+	return promapi.WriteLimits{
+		MaxBodyBytes:        int64(w.MaxBodySize),
+		MaxDecodedBytes:     int64(w.MaxDecodedSize),
+		MaxSeries:           w.MaxSeriesPerRequest,
+		MaxLabelsPerSeries:  w.MaxLabelsPerSeries,
+		MaxLabelNameLength:  w.MaxLabelNameLength,
+		MaxLabelValueLength: w.MaxLabelValueLength,
+	}
 }

@@ -1,0 +1,127 @@
+package prometheus
+
+import (
+	"fmt"
+	"syscall"
+	"testing"
+
+	"github.com/prometheus/prometheus/model/labels"
+
+	"github.com/prometheus/prometheus/prompb"
+	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
+
+	"github.com/promgate/promgate/internal/promql"
+)
+
+// writeEnforcer is the enforcer of a policy of selectors, for benchmarks
+// and fuzz targets.
+func writeEnforcer(tb testing.TB, sels ...string) *promql.Enforcer {
+	tb.Helper()
+	var ms [][]*labels.Matcher
+	for _, s := range sels {
+		m, err := pqlParser.ParseMetricSelector(s)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		ms = append(ms, m)
+	}
+	e, err := promql.New(ms)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return e
+}
+
+// A batch as a Prometheus agent sends it: 500 series of a team, 4 samples
+// each (2,000 samples), labels as a Kubernetes scrape gives them.
+const (
+	benchSeries  = 500
+	benchSamples = 4
+)
+
+func benchLabels(i int) []string {
+	return []string{
+		"__name__", fmt.Sprintf("http_requests_%d_total", i%50),
+		"team", "a",
+		"job", "api",
+		"instance", fmt.Sprintf("10.0.%d.%d:8080", i/250, i%250),
+		"namespace", "shop",
+		"pod", fmt.Sprintf("api-7d9f8c6b5-%05d", i%20),
+		"code", fmt.Sprint(200 + i%5),
+		"method", "GET",
+	}
+}
+
+func benchV2(b *testing.B) []byte {
+	v2 := newV2()
+	for i := range benchSeries {
+		s := v2.series(benchLabels(i)...)
+		s.Samples = s.Samples[:0]
+		for j := range benchSamples {
+			s.Samples = append(s.Samples, writev2.Sample{Value: float64(j), Timestamp: int64(1000 * j)})
+		}
+		s.Metadata = writev2.Metadata{Type: writev2.Metadata_METRIC_TYPE_COUNTER, HelpRef: v2.st.Symbolize("Requests served.")}
+	}
+	return v2.encode(b)
+}
+
+func benchV1(b *testing.B) []byte {
+	var req prompb.WriteRequest
+	for i := range benchSeries {
+		s := ts(benchLabels(i)...)
+		s.Samples = s.Samples[:0]
+		for j := range benchSamples {
+			s.Samples = append(s.Samples, prompb.Sample{Value: float64(j), Timestamp: int64(1000 * j)})
+		}
+		req.Timeseries = append(req.Timeseries, s)
+	}
+	data, err := req.Marshal()
+	if err != nil {
+		b.Fatal(err)
+	}
+	return data
+}
+
+// BenchmarkCheckWrite is the decoding and policy decision of one batch,
+// decompressed: promgate's work on a write beyond copying bytes.
+func BenchmarkCheckWrite(b *testing.B) {
+	enf := writeEnforcer(b, `{team="a"}`, `{__name__=~"node_.*", shared="true"}`)
+	lim := DefaultWriteLimits
+	for _, bc := range []struct {
+		name  string
+		raw   []byte
+		check func([]byte) error
+	}{
+		{"v1", benchV1(b), func(raw []byte) error { return checkWriteV1(raw, enf, lim) }},
+		{"v1-whole", benchV1(b), func(raw []byte) error { return refCheckV1(raw, enf, lim) }},
+		{"v2", benchV2(b), func(raw []byte) error { return checkWriteV2(raw, enf, lim) }},
+		// The same decisions over Prometheus' whole decoding of the
+		// request, for comparison.
+		{"v2-whole", benchV2(b), func(raw []byte) error { return refCheckV2(raw, enf, lim) }},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(len(bc.raw)))
+			// CPU time (the process', garbage collection included) tells
+			// more than wall time on a machine busy with other work.
+			cpu0 := processCPU()
+			for b.Loop() {
+				if err := bc.check(bc.raw); err != nil {
+					b.Fatal(err)
+				}
+			}
+			cpu := float64(processCPU()-cpu0) / float64(b.N)
+			b.ReportMetric(cpu, "cpu-ns/op")
+			b.ReportMetric(cpu/(benchSeries*benchSamples), "cpu-ns/sample")
+		})
+	}
+}
+
+// processCPU is the CPU time the process has used, in nanoseconds.
+func processCPU() int64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return ru.Utime.Nano() + ru.Stime.Nano()
+}
