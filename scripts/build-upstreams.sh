@@ -50,4 +50,7 @@ ln -sfn "$cache/bin/prometheus-$PROMETHEUS_VERSION-b$BUILD/prometheus" "$out/pro
 ln -sfn "$cache/bin/promtool-$PROMETHEUS_VERSION-b$BUILD/promtool" "$out/promtool"
 ln -sfn "$cache/bin/alertmanager-$ALERTMANAGER_VERSION-b$BUILD/alertmanager" "$out/alertmanager"
 ln -sfn "$cache/bin/amtool-$ALERTMANAGER_VERSION-b$BUILD/amtool" "$out/amtool"
+# VictoriaMetrics, for the victoriametrics enforcement mode's tests.
+vm="$(bash "$(dirname "$0")/build-victoriametrics.sh")"
+ln -sfn "$vm/victoria-metrics" "$out/victoria-metrics"
 echo "$out"

@@ -74,6 +74,10 @@ type Upstream struct {
 	// values; they decide the PromQL promgate parses (see package promql).
 	// None: what Prometheus accepts by default.
 	Features []string `yaml:"features"`
+	// Enforcement (Prometheus only) is how a restricted identity's
+	// queries are enforced: "rewrite" (default) or "victoriametrics"
+	// (the policy handed down as extra_filters[]; see enforcement.go).
+	Enforcement string `yaml:"enforcement"`
 
 	// headerTemplates are the templated Headers, parsed by Parse so that
 	// RenderHeaders does not parse them on every request.

@@ -60,6 +60,8 @@ func (v *validator) upstream(where string, u *Upstream, key, n *yaml.Node) {
 		}
 	}
 
+	v.enforcement(where, u, key, n, isAM)
+
 	timeoutNode := field(n, "timeout")
 	switch {
 	case u.Timeout == 0:

@@ -35,6 +35,8 @@ type Options struct {
 	AlertNamePrefix bool
 	// Write bounds write requests; zero fields take DefaultWriteLimits.
 	Write WriteLimits
+	// Enforcement is how queries and selectors are enforced (pushdown.go).
+	Enforcement Enforcement
 }
 
 // API enforces policies on Prometheus' HTTP API.
@@ -97,6 +99,7 @@ var routes = map[string]route{
 	"/api/v1/metadata":         {metadataParams, (*API).metadata, []string{http.MethodGet}},
 	"/api/v1/read":             {params{}, (*API).remoteRead, []string{http.MethodPost}},
 	"/api/v1/write":            {params{}, (*API).remoteWrite, []string{http.MethodPost}},
+	"/api/v1/export":           {exportParams, (*API).export, getPost},
 }
 
 // labelValues is /api/v1/label/NAME/values.
@@ -106,6 +109,11 @@ var labelValues = route{matchParams, (*API).labelValues, getPost}
 // path relative to promgate's route prefix. Only Handle's routes pass.
 func (a *API) Handle(w http.ResponseWriter, r *http.Request, path string, enf *promql.Enforcer) {
 	rt, ok := routes[path]
+	if a.opts.Enforcement == EnforceVictoriaMetrics {
+		if prt, p, pushed := pushdownRoute(path); pushed {
+			rt, path, ok = prt, p, true
+		}
+	}
 	if !ok {
 		if name, isValues := labelValuesName(path); isValues {
 			rt = labelValues

@@ -12,7 +12,8 @@ import (
 )
 
 // UpstreamsDirEnv names a directory holding the current generation of the
-// servers (prometheus, promtool, alertmanager, amtool), as
+// servers (prometheus, promtool, alertmanager, amtool, and
+// victoria-metrics, which only this generation has), as
 // scripts/build-upstreams.sh prints it. Unset, the tools are Debian's
 // packages found in PATH: the oldest generation promgate supports.
 const UpstreamsDirEnv = "PROMGATE_UPSTREAMS_DIR"
@@ -21,15 +22,15 @@ const UpstreamsDirEnv = "PROMGATE_UPSTREAMS_DIR"
 var debianNames = map[string]string{"alertmanager": "prometheus-alertmanager"}
 
 // Tool returns the path of one of the servers' executables ("prometheus",
-// "promtool", "alertmanager" or "amtool"; Debian's "prometheus-alertmanager"
-// is accepted too) of the generation under test; any other name is looked
-// up in PATH.
+// "promtool", "alertmanager", "amtool" or "victoria-metrics"; Debian's
+// "prometheus-alertmanager" is accepted too) of the generation under test;
+// any other name is looked up in PATH.
 func Tool(name string) (string, error) {
 	if name == "prometheus-alertmanager" {
 		name = "alertmanager"
 	}
 	switch name {
-	case "prometheus", "promtool", "alertmanager", "amtool":
+	case "prometheus", "promtool", "alertmanager", "amtool", "victoria-metrics":
 		if dir := os.Getenv(UpstreamsDirEnv); dir != "" {
 			p := filepath.Join(dir, name)
 			if _, err := os.Stat(p); err != nil {
