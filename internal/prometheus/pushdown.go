@@ -60,7 +60,7 @@ var (
 	vmRangeParams = params{single: []string{"query", "start", "end", "step", "timeout", "limit",
 		"nocache", "round_digits", "latency_offset"}}
 	vmMatchParams    = params{single: []string{"start", "end", "limit", "timeout"}, repeatable: []string{"match[]"}}
-	vmFederateParams = params{repeatable: []string{"match[]"}}
+	vmFederateParams = params{single: []string{"start", "end", "max_lookback", "timeout"}, repeatable: []string{"match[]"}}
 	// exportParams serve /api/v1/export in both modes: the JSON-lines
 	// export of raw samples (its csv and native variants are not routed).
 	exportParams = params{single: []string{"start", "end", "max_rows_per_line", "reduce_mem_usage", "timeout"},
