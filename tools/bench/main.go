@@ -47,6 +47,7 @@ type options struct {
 	profile   string
 	gate      string
 	hold      bool
+	vm        bool
 }
 
 func main() {
@@ -63,13 +64,18 @@ func main() {
 	flag.StringVar(&o.profile, "profile", "", "instead of measuring, serve promgate in this process and write CPU and allocation profiles under load to this directory")
 	flag.StringVar(&o.gate, "promgate", "", "promgate binary to measure (default: built from ./cmd/promgate)")
 	flag.BoolVar(&o.hold, "hold", false, "set up, check, print the servers' addresses and wait for Ctrl-C (for manual experiments)")
+	flag.BoolVar(&o.vm, "vm", false, "measure only the VictoriaMetrics rows (vm.go): the small query direct, through nginx and through promgate in each enforcement mode")
 	flag.Parse()
 	if o.quick {
 		o.reps, o.duration, o.slowDur = 1, time.Second, time.Second
 	}
 	log.SetFlags(0)
 	log.SetPrefix("bench: ")
-	if err := run(o); err != nil {
+	measure := run
+	if o.vm {
+		measure = runVM
+	}
+	if err := measure(o); err != nil {
 		log.Print(err)
 		os.Exit(1)
 	}
