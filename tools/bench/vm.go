@@ -202,19 +202,24 @@ func vmLoad(base string, ds *testenv.Dataset) error {
 		return err
 	}
 	resp.Body.Close()
-	u := base + "/api/v1/series?match[]=" + `{__name__=~".+"}` + "&start=" + strconv.Itoa(testenv.BaseTime-span) + "&end=" + strconv.Itoa(testenv.BaseTime)
+	u := base + query("/api/v1/series", "match[]", `{__name__=~".+"}`, "start", strconv.Itoa(testenv.BaseTime-span), "end", strconv.Itoa(testenv.BaseTime))
 	want := len(ds.AllSeries())
+	var last string
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
 		a, err := fetch(u, nil, false)
 		if err == nil {
-			if d, err := dataOf(a, false); err == nil {
-				if list, _ := d.([]any); len(list) == want {
+			var d any
+			if d, err = dataOf(a, false); err == nil {
+				list, _ := d.([]any)
+				if len(list) == want {
 					return nil
 				}
+				err = fmt.Errorf("%d series", len(list))
 			}
 		}
+		last = err.Error()
 		if time.Now().After(deadline) {
-			return fmt.Errorf("VictoriaMetrics does not hold the %d series imported after 30s", want)
+			return fmt.Errorf("VictoriaMetrics does not hold the %d series imported after 30s: %.300s", want, last)
 		}
 	}
 }
