@@ -123,9 +123,6 @@ var vmRewriteCauses = []struct {
 	{"promql-refusals", "promgate parses PromQL as Prometheus does and refuses what Prometheus refuses (the corpus' errors section); " +
 		"VictoriaMetrics answers some of it (MetricsQL accepts rate(x) without a window, {team!=\"a\"}, a string): the victoriametrics mode passes them",
 		func(o outcome) bool { return o.c.wantError && !failed(o.oracle) && failed(o.gateway) }},
-	{"range-of-range", "a range query of a bare range selector is refused by Prometheus whatever the selector, so promgate sends it with the first " +
-		"policy selector only; VictoriaMetrics answers it, with that selector's series: fewer, never others",
-		func(o outcome) bool { return o.c.path == "/api/v1/query_range" && !rangeQueryable(o.c.query) }},
 }
 
 // vmNondeterministic are expressions VictoriaMetrics does not answer the

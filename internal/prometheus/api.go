@@ -188,11 +188,14 @@ func (a *API) query(w http.ResponseWriter, r *http.Request, path string, p param
 	if err != nil {
 		return err
 	}
-	if len(exprs) > 1 && path == "/api/v1/query" {
+	// A range query over a bare range selector is an error on Prometheus
+	// whatever the selector (the first part's error is the answer);
+	// VictoriaMetrics answers it, so its parts are merged too.
+	if len(exprs) > 1 && (path == "/api/v1/query" || path == "/api/v1/query_range") {
 		return a.mergeMatrices(w, r, path, vs, exprs, limit)
 	}
-	// A range query or exemplar query over a bare range selector is an
-	// error upstream whatever the selector: one is enough to get it.
+	// An exemplar query over a bare range selector is an error upstream
+	// whatever the selector: one is enough to get it.
 	vs.Set("query", exprs[0])
 	if limit > 0 && !pushed {
 		return a.serveTruncated(w, r, path, vs, limit)

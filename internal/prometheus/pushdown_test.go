@@ -177,3 +177,44 @@ func checkForwarded(t *testing.T, rec *httptest.ResponseRecorder, up *recorder, 
 		t.Errorf("POST forwarded with a query string %q", up.got[0].URL.RawQuery)
 	}
 }
+
+// TestRangeQueryOfRangeSelector checks that a range query of a bare range
+// selector under a policy of several selectors asks once per selector and
+// merges the answers, as the instant query does: VictoriaMetrics answers
+// such a query (Prometheus refuses it, and its first error is the answer).
+func TestRangeQueryOfRangeSelector(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		answers map[string]string
+		want    string // substring of the answer
+		series  int
+	}{
+		{name: "merged", answers: map[string]string{
+			`{__name__="x",team="a"}[5m]`: `{"status":"success","data":{"resultType":"matrix","result":[{"metric":{"__name__":"x","team":"a"},"values":[[1,"1"]]}]}}`,
+			`{__name__="x",env="p"}[5m]`:  `{"status":"success","data":{"resultType":"matrix","result":[{"metric":{"__name__":"x","team":"a"},"values":[[1,"1"]]},{"metric":{"__name__":"x","env":"p"},"values":[[1,"2"]]}]}}`,
+		}, want: `"resultType":"matrix"`, series: 2},
+		{name: "first error is the answer", answers: map[string]string{
+			`{__name__="x",team="a"}[5m]`: `{"status":"error","errorType":"bad_data","error":"invalid expression type \"range vector\" for range query, must be Scalar or instant Vector"}`,
+		}, want: `range vector`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			up := &fixedUpstream{answers: tc.answers}
+			api := New(up, Options{})
+			req := httptest.NewRequest("GET", "/api/v1/query_range?query=x[5m]&start=1&end=2&step=1", nil)
+			rec := httptest.NewRecorder()
+			api.Handle(rec, req, "/api/v1/query_range", enforcer(t, `{team="a"}`, `{env="p"}`))
+			if !strings.Contains(rec.Body.String(), tc.want) {
+				t.Fatalf("answer %s, want it to contain %s", rec.Body, tc.want)
+			}
+			var got struct {
+				Data struct{ Result []any }
+			}
+			if err := json.Unmarshal(rec.Body.Bytes(), &got); err != nil {
+				t.Fatal(err)
+			}
+			if len(got.Data.Result) != tc.series {
+				t.Errorf("%d series, want %d: %s", len(got.Data.Result), tc.series, rec.Body)
+			}
+		})
+	}
+}
