@@ -79,12 +79,12 @@ demo: deps
 bench: deps
 	set -o pipefail; PROMGATE_BENCH=1 $(GO) test -count=1 -v -run '^TestTrustedHeaderVsBasicAuthThroughput$$' ./e2e/ | grep -E 'basic auth|^(ok|FAIL|--- )'
 	set -o pipefail; PROMGATE_BENCH=1 $(GO) test -count=1 -v -run '^TestNoisyNeighbourP99$$' ./e2e/ | grep -E "bob's p99|raises bob|^(ok|FAIL|--- )"
-	$(GO) run ./tools/bench
+	PROMGATE_UPSTREAMS_DIR=$$(bash scripts/build-upstreams.sh) $(GO) run ./tools/bench
 
 # CI's smoke run of the same: one short repetition; fails only when a
 # target answers wrong data or errors, never on the figures.
 bench-quick: deps
-	$(GO) run ./tools/bench -quick
+	PROMGATE_UPSTREAMS_DIR=$$(bash scripts/build-upstreams.sh) $(GO) run ./tools/bench -quick
 
 # promgate under load and faults (tools/soak): 8 tenants x 8 connections
 # while Prometheus restarts and the configuration reloads; fails on any

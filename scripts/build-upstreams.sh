@@ -52,4 +52,7 @@ ln -sfn "$cache/bin/alertmanager-$ALERTMANAGER_VERSION-b$BUILD/alertmanager" "$o
 ln -sfn "$cache/bin/amtool-$ALERTMANAGER_VERSION-b$BUILD/amtool" "$out/amtool"
 # Thanos (e2e/thanos_test.go), pinned and cached the same way, linked into $out.
 bash "$(dirname "$0")/build-thanos.sh" >/dev/null
+# VictoriaMetrics, for the victoriametrics enforcement mode's tests.
+vm="$(bash "$(dirname "$0")/build-victoriametrics.sh")"
+ln -sfn "$vm/victoria-metrics" "$out/victoria-metrics"
 echo "$out"

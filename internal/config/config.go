@@ -98,6 +98,10 @@ type Upstream struct {
 	// basic_auth, authorization, oauth2, ...), written directly under the
 	// upstream as in a scrape config. See httpclient.go.
 	HTTPClient commoncfg.HTTPClientConfig `yaml:",inline"`
+	// Enforcement (Prometheus only) is how a restricted identity's
+	// queries are enforced: "rewrite" (default) or "victoriametrics"
+	// (the policy handed down as extra_filters[]; see enforcement.go).
+	Enforcement string `yaml:"enforcement"`
 
 	// headerTemplates are the templated Headers, parsed by Parse so that
 	// RenderHeaders does not parse them on every request.

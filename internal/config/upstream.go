@@ -54,6 +54,7 @@ func (v *validator) upstream(where string, u *Upstream, key, n *yaml.Node) {
 	}
 
 	v.httpClient(where, u, key, n)
+	v.enforcement(where, u, key, n, isAM)
 
 	timeoutNode := field(n, "timeout")
 	switch {

@@ -36,6 +36,8 @@ type Options struct {
 	AlertNamePrefix bool
 	// Write bounds write requests; zero fields take DefaultWriteLimits.
 	Write WriteLimits
+	// Enforcement is how queries and selectors are enforced (pushdown.go).
+	Enforcement Enforcement
 }
 
 // API enforces policies on Prometheus' HTTP API.
@@ -101,6 +103,7 @@ var routes = map[string]route{
 	"/api/v1/read":             {params{}, (*API).remoteRead, []string{http.MethodPost}},
 	"/api/v1/write":            {params{}, (*API).remoteWrite, []string{http.MethodPost}},
 	otlpPath:                   {params{}, (*API).otlpWrite, []string{http.MethodPost}},
+	"/api/v1/export":           {exportParams, (*API).export, getPost},
 }
 
 // labelValues is /api/v1/label/NAME/values.
@@ -110,6 +113,11 @@ var labelValues = route{matchParams, (*API).labelValues, getPost}
 // path relative to promgate's route prefix. Only Handle's routes pass.
 func (a *API) Handle(w http.ResponseWriter, r *http.Request, path string, enf *promql.Enforcer) {
 	rt, ok := routes[path]
+	if a.opts.Enforcement == EnforceVictoriaMetrics {
+		if prt, p, pushed := pushdownRoute(path); pushed {
+			rt, path, ok = prt, p, true
+		}
+	}
 	if !ok {
 		if name, isValues := labelValuesName(path); isValues {
 			rt = labelValues
@@ -184,11 +192,14 @@ func (a *API) query(w http.ResponseWriter, r *http.Request, path string, p param
 	if err != nil {
 		return err
 	}
-	if len(exprs) > 1 && path == "/api/v1/query" {
+	// A range query over a bare range selector is an error on Prometheus
+	// whatever the selector (the first part's error is the answer);
+	// VictoriaMetrics answers it, so its parts are merged too.
+	if len(exprs) > 1 && (path == "/api/v1/query" || path == "/api/v1/query_range") {
 		return a.mergeMatrices(w, r, path, vs, exprs, limit)
 	}
-	// A range query or exemplar query over a bare range selector is an
-	// error upstream whatever the selector: one is enough to get it.
+	// An exemplar query over a bare range selector is an error upstream
+	// whatever the selector: one is enough to get it.
 	vs.Set("query", exprs[0])
 	if limit > 0 && !pushed {
 		return a.serveTruncated(w, r, path, vs, limit)

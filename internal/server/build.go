@@ -68,13 +68,18 @@ func Build(cfg *config.Config, o BuildOptions, logger *slog.Logger) (*State, err
 	if err != nil {
 		return nil, fmt.Errorf("upstreams.prometheus.features: %w", err)
 	}
+	// Parse validated the name.
+	enforcement, err := promapi.ParseEnforcement(pu.Enforcement)
+	if err != nil {
+		return nil, fmt.Errorf("upstreams.prometheus.enforcement: %w", err)
+	}
 	st := &State{
 		PromQL:     lang,
 		Auth:       a,
 		Policies:   policy.NewSet(cfg.Rules, cfg.Groups),
 		Prometheus: prom,
 		LimitsFor:  cfg.LimitsFor,
-		PromAPI:    promapi.New(prom, promapi.Options{MaxBodyBytes: o.MaxBodyBytes, AlertNamePrefix: pu.AlertsByNamePrefix, Write: writeLimits(cfg.WriteLimits)}),
+		PromAPI:    promapi.New(prom, promapi.Options{MaxBodyBytes: o.MaxBodyBytes, AlertNamePrefix: pu.AlertsByNamePrefix, Write: writeLimits(cfg.WriteLimits), Enforcement: enforcement}),
 		metrics:    cfg.Metrics,
 	}
 	for _, r := range cfg.Rules {

@@ -12,8 +12,9 @@ import (
 )
 
 // UpstreamsDirEnv names a directory holding the current generation of the
-// servers (prometheus, promtool, alertmanager, amtool, and thanos from
-// scripts/build-thanos.sh), as
+// servers (prometheus, promtool, alertmanager, amtool, thanos from
+// scripts/build-thanos.sh and victoria-metrics, which only this generation
+// has), as
 // scripts/build-upstreams.sh prints it. Unset, the tools are Debian's
 // packages found in PATH: the oldest generation promgate supports.
 const UpstreamsDirEnv = "PROMGATE_UPSTREAMS_DIR"
@@ -22,15 +23,15 @@ const UpstreamsDirEnv = "PROMGATE_UPSTREAMS_DIR"
 var debianNames = map[string]string{"alertmanager": "prometheus-alertmanager"}
 
 // Tool returns the path of one of the servers' executables ("prometheus",
-// "promtool", "alertmanager", "amtool" or "thanos"; Debian's "prometheus-alertmanager"
-// is accepted too) of the generation under test; any other name is looked
-// up in PATH.
+// "promtool", "alertmanager", "amtool", "thanos" or "victoria-metrics";
+// Debian's "prometheus-alertmanager" is accepted too) of the generation under
+// test; any other name is looked up in PATH.
 func Tool(name string) (string, error) {
 	if name == "prometheus-alertmanager" {
 		name = "alertmanager"
 	}
 	switch name {
-	case "prometheus", "promtool", "alertmanager", "amtool", "thanos":
+	case "prometheus", "promtool", "alertmanager", "amtool", "thanos", "victoria-metrics":
 		if dir := os.Getenv(UpstreamsDirEnv); dir != "" {
 			p := filepath.Join(dir, name)
 			if _, err := os.Stat(p); err != nil {

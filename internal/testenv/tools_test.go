@@ -1,6 +1,10 @@
 package testenv
 
-import "testing"
+import (
+	"os"
+	"path/filepath"
+	"testing"
+)
 
 func TestModuleVersion(t *testing.T) {
 	for _, tc := range []struct {
@@ -20,5 +24,22 @@ func TestModuleVersion(t *testing.T) {
 		if got != tc.want || ok != tc.ok {
 			t.Errorf("moduleVersion(%s, %s) = %v %v, want %v %v", tc.path, tc.version, got, ok, tc.want, tc.ok)
 		}
+	}
+}
+
+func TestToolVictoriaMetrics(t *testing.T) {
+	// victoria-metrics is one of the current generation's servers: with
+	// PROMGATE_UPSTREAMS_DIR set it is looked up there only.
+	dir := t.TempDir()
+	t.Setenv(UpstreamsDirEnv, dir)
+	if p, err := Tool("victoria-metrics"); err == nil {
+		t.Fatalf("Tool found %s in an empty upstreams directory", p)
+	}
+	want := filepath.Join(dir, "victoria-metrics")
+	if err := os.WriteFile(want, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if p, err := Tool("victoria-metrics"); err != nil || p != want {
+		t.Fatalf("Tool = %q, %v, want %q", p, err, want)
 	}
 }

@@ -49,6 +49,7 @@ type options struct {
 	gate      string
 	hold      bool
 	sections  string
+	vm        bool
 }
 
 func main() {
@@ -65,16 +66,29 @@ func main() {
 	flag.StringVar(&o.profile, "profile", "", "instead of measuring, serve promgate in this process and write CPU and allocation profiles under load to this directory")
 	flag.StringVar(&o.gate, "promgate", "", "promgate binary to measure (default: built from ./cmd/promgate)")
 	flag.BoolVar(&o.hold, "hold", false, "set up, check, print the servers' addresses and wait for Ctrl-C (for manual experiments)")
-	flag.StringVar(&o.sections, "sections", "cases,curves,write", "comma-separated sections to run: cases (the table of proxies), curves (cost as users, selectors and connections grow), write (remote write and OTLP)")
+	flag.StringVar(&o.sections, "sections", "cases,curves,write,vm", "comma-separated sections to run: cases (the table of proxies), curves (cost as users, selectors and connections grow), write (remote write and OTLP), vm (VictoriaMetrics: the small query direct, through nginx and through promgate in each enforcement mode)")
+	flag.BoolVar(&o.vm, "vm", false, "run only the vm section (-sections vm)")
 	flag.Parse()
 	if o.quick {
 		o.reps, o.duration, o.slowDur = 1, time.Second, time.Second
 	}
 	log.SetFlags(0)
 	log.SetPrefix("bench: ")
-	if err := run(o); err != nil {
-		log.Print(err)
-		os.Exit(1)
+	if o.vm {
+		o.sections = "vm"
+	}
+	// The vm section starts servers of its own; the others share one set.
+	if slices.ContainsFunc(strings.Split(o.sections, ","), func(s string) bool { return s != "vm" }) {
+		if err := run(o); err != nil {
+			log.Print(err)
+			os.Exit(1)
+		}
+	}
+	if o.section("vm") {
+		if err := runVM(o); err != nil {
+			log.Print(fmt.Errorf("vm: %w", err))
+			os.Exit(1)
+		}
 	}
 }
 
