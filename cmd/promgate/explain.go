@@ -98,6 +98,9 @@ func writeExplanation(w io.Writer, ex *server.Explanation) {
 			line("match[] sent", list(ex.MatchSent))
 		}
 	}
+	if len(ex.ExtraFilters) > 0 {
+		line("extra_filters[]", list(ex.ExtraFilters)+" (handed down: the upstream keeps the series matching any of them)")
+	}
 	if ex.AlertmanagerFilter {
 		switch {
 		case ex.AllowAll:

@@ -20,6 +20,16 @@ func TestExplain(t *testing.T) {
 		stderr string
 		config string // testdata/explain.yml when empty
 	}{{
+		name: "victoriametrics: the query goes as given, the policy as extra_filters[]",
+		config: "testdata/explain-vm.yml",
+		args:   []string{"--user", "bob", "--match", "up", "WITH (x = rate(y)) x"},
+		want: []string{
+			"sent:             WITH (x = rate(y)) x",
+			"match[] sent:     up",
+			`extra_filters[]:  {job="bob"}, {namespace="shared", env!="prod"} (handed down: the upstream keeps the series matching any of them)`,
+		},
+		absent: []string{" or "},
+	}, {
 		name: "group policy rewrites the query",
 		args: []string{"--user", "alice", "--method", "basic", "sum(rate(http_requests_total[5m]))"},
 		want: []string{

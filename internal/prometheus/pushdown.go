@@ -196,3 +196,10 @@ func (a *API) export(w http.ResponseWriter, r *http.Request, path string, p para
 	a.up.ServeHTTP(w, rebuild(r, path, vs))
 	return nil
 }
+
+// Enforcement is the API's enforcement mode.
+func (a *API) Enforcement() Enforcement { return a.opts.Enforcement }
+
+// PolicyFilters are the extra_filters[] a restricted identity's requests
+// carry in EnforceVictoriaMetrics mode (for explain).
+func PolicyFilters(enf *promql.Enforcer) ([]string, error) { return policyFilters(enf) }

@@ -13,6 +13,7 @@ import (
 	"github.com/promgate/promgate/internal/alertmanager"
 	"github.com/promgate/promgate/internal/identity"
 	"github.com/promgate/promgate/internal/policy"
+	promapi "github.com/promgate/promgate/internal/prometheus"
 	"github.com/promgate/promgate/internal/promql"
 )
 
@@ -49,6 +50,11 @@ type Explanation struct {
 
 	Match     []string `json:"match,omitempty"`
 	MatchSent []string `json:"match_sent,omitempty"`
+
+	// ExtraFilters are the policy's selectors handed down with the query
+	// or match[] (which go upstream as given) when the upstream enforces
+	// them (enforcement: victoriametrics).
+	ExtraFilters []string `json:"extra_filters,omitempty"`
 
 	// AlertFilters are the filter parameters added to Alertmanager's
 	// alert listings (AlertmanagerFilter asked); the answer is filtered by
@@ -96,9 +102,18 @@ func (st *State) Explain(id identity.Identity, req ExplainRequest) (*Explanation
 		ex.Words = append(ex.Words, SelectorInWords(s))
 	}
 
+	pushdown := !p.AllowAll && st.PromAPI != nil && st.PromAPI.Enforcement() == promapi.EnforceVictoriaMetrics
+	if pushdown && (req.Query != "" || len(req.Match) > 0) {
+		filters, err := promapi.PolicyFilters(acc.enforcer)
+		if err != nil {
+			return refuse(err)
+		}
+		ex.ExtraFilters = filters
+	}
+
 	if req.Query != "" {
 		ex.Query = req.Query
-		if p.AllowAll {
+		if p.AllowAll || pushdown {
 			ex.Sent = []string{req.Query}
 		} else {
 			sent, err := acc.enforcer.Query(req.Query)
@@ -123,7 +138,7 @@ func (st *State) Explain(id identity.Identity, req ExplainRequest) (*Explanation
 			}
 			in = append(in, ms)
 		}
-		if p.AllowAll {
+		if p.AllowAll || pushdown {
 			ex.MatchSent = req.Match
 		} else {
 			for _, ms := range acc.enforcer.Match(in) {

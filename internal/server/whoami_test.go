@@ -19,12 +19,19 @@ import (
 
 func whoamiServer(t *testing.T) (*Server, *int) {
 	t.Helper()
+	return whoamiServerWith(t, "")
+}
+
+// whoamiServerWith is whoamiServer with more keys for the prometheus
+// upstream (written inside its flow mapping, after url).
+func whoamiServerWith(t *testing.T, promKeys string) (*Server, *int) {
+	t.Helper()
 	calls := 0
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { calls++ }))
 	t.Cleanup(up.Close)
 	hash, _ := bcrypt.GenerateFromPassword([]byte("pw"), bcrypt.MinCost)
 	cfg, err := config.Parse(fmt.Appendf(nil, `upstreams:
-  prometheus: {url: %s}
+  prometheus: {url: %s%s}
 authentication:
   basic_auth_users: {alice: %s, bob: %s, root: %s}
 groups:
@@ -33,7 +40,7 @@ policies:
   - {name: a, subjects: ["group:team-a"], selectors: ['{team="a"}']}
   - {name: bob, subjects: ["user:bob"], selectors: ['{job="{{ .User }}"}', '{env="dev", team!="x"}']}
   - {name: admins, subjects: ["user:root"], allow_all: true}
-`, up.URL, hash, hash, hash))
+`, up.URL, promKeys, hash, hash, hash))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -188,5 +195,32 @@ func TestWantsHTML(t *testing.T) {
 		if got := wantsHTML(r); got != want {
 			t.Errorf("Accept %q: %v, want %v", accept, got, want)
 		}
+	}
+}
+
+// TestWhoamiPushdown: with the policy handed down, the page shows the query
+// as sent and the extra_filters[] beside it.
+func TestWhoamiPushdown(t *testing.T) {
+	srv, calls := whoamiServerWith(t, ", enforcement: victoriametrics")
+	q := url.Values{"explain": {"WITH (x = rate(y)) x"}}
+	req := httptest.NewRequest(http.MethodGet, "/-/whoami?"+q.Encode(), nil)
+	req.SetBasicAuth("bob", "pw")
+	req.Header.Set("Accept", "text/html")
+	rec := httptest.NewRecorder()
+	srv.ServeHTTP(rec, req)
+	body := rec.Body.String()
+	if rec.Code != http.StatusOK {
+		t.Fatalf("status %d: %s", rec.Code, body)
+	}
+	for _, want := range []string{
+		`<pre class="sent">WITH (x = rate(y)) x</pre>`,
+		`<ul id="extra-filters"><li><code>{job=&#34;bob&#34;}</code></li><li><code>{env=&#34;dev&#34;, team!=&#34;x&#34;}</code></li></ul>`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("no %s in:\n%s", want, body)
+		}
+	}
+	if *calls != 0 {
+		t.Errorf("%d upstream calls", *calls)
 	}
 }
