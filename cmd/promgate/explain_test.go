@@ -20,7 +20,7 @@ func TestExplain(t *testing.T) {
 		stderr string
 		config string // testdata/explain.yml when empty
 	}{{
-		name: "victoriametrics: the query goes as given, the policy as extra_filters[]",
+		name:   "victoriametrics: the query goes as given, the policy as extra_filters[]",
 		config: "testdata/explain-vm.yml",
 		args:   []string{"--user", "bob", "--match", "up", "WITH (x = rate(y)) x"},
 		want: []string{
