@@ -32,6 +32,10 @@
 //   - limitk keeps series in the order its operand yields them, which a
 //     union changes: it is refused over a union.
 //
+// The selectors are first simplified into as few terms as select the same
+// series (simplify.go): a repeated or subsumed selector is dropped, and
+// selectors differing only in an equality on one label become one regex.
+//
 // Terms that cannot match (a conflicting equality, `__name__="x"` against
 // `__name__!="x"`) are pruned. When every term is pruned, one contradictory
 // term is kept: it selects nothing, so the answer is empty, never wider.
@@ -101,8 +105,12 @@ func expandedSize(x parser.Node, memo map[parser.Node]int) int {
 // concurrent use.
 type Enforcer struct {
 	selectors [][]*labels.Matcher
-	lang      *Language
-	id        uint64 // names the Enforcer in the cache of rewrites
+	// union is selectors simplified (see simplify): the terms of the
+	// unions the rewrite builds. The other uses of the policy (match[],
+	// remote read, filtering answers) keep the selectors as written.
+	union [][]*labels.Matcher
+	lang  *Language
+	id    uint64 // names the Enforcer in the cache of rewrites
 }
 
 // New returns an Enforcer for a policy of one or more selectors, for an
@@ -120,7 +128,7 @@ func (l *Language) New(selectors [][]*labels.Matcher) (*Enforcer, error) {
 	if len(selectors) == 0 {
 		return nil, errors.New("a policy needs at least one selector")
 	}
-	return &Enforcer{selectors: selectors, lang: l, id: enforcerIDs.Add(1)}, nil
+	return &Enforcer{selectors: selectors, union: simplify(selectors), lang: l, id: enforcerIDs.Add(1)}, nil
 }
 
 // pql parses policy selectors and the tests' queries: selectors need no
@@ -378,9 +386,9 @@ func (e *Enforcer) unites(x parser.Node) bool {
 // !m1 | m1,!m2 | m1,m2,!m3 ...
 func (e *Enforcer) disjointTerms(vs *parser.VectorSelector) []*parser.VectorSelector {
 	var out []*parser.VectorSelector
-	for i, sel := range e.selectors {
+	for i, sel := range e.union {
 		cur := [][]*labels.Matcher{merge(vs.LabelMatchers, sel)}
-		for _, prev := range e.selectors[:i] {
+		for _, prev := range e.union[:i] {
 			var next [][]*labels.Matcher
 			for _, ms := range cur {
 				prefix := ms
@@ -467,7 +475,7 @@ func (e *Enforcer) rewriteAbsent(n *parser.Call) (parser.Expr, bool) {
 func (e *Enforcer) terms(vs *parser.VectorSelector) []*parser.VectorSelector {
 	var out []*parser.VectorSelector
 	var first *parser.VectorSelector
-	for _, sel := range e.selectors {
+	for _, sel := range e.union {
 		t := *vs
 		t.Name = ""
 		t.LabelMatchers = merge(vs.LabelMatchers, sel)

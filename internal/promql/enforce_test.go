@@ -169,7 +169,7 @@ func TestMatch(t *testing.T) {
 }
 
 func TestQueryTooLarge(t *testing.T) {
-	e := mustEnforcer(t, `{a="1"}`, `{a="2"}`, `{a="3"}`)
+	e := mustEnforcer(t, `{a="1"}`, `{b="2"}`, `{c="3"}`)
 	q := `x`
 	for range 12 {
 		q = `quantile_over_time(scalar(` + q + `), y[5m])`
