@@ -1,8 +1,10 @@
 package promql
 
 import (
+	"cmp"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/prometheus/prometheus/model/labels"
@@ -32,43 +34,62 @@ func simplify(sels [][]*labels.Matcher) [][]*labels.Matcher {
 }
 
 // matcherKey identifies a matcher by what it selects.
-func matcherKey(m *labels.Matcher) string { return m.String() }
+type matcherKey struct {
+	name, value string
+	typ         labels.MatchType
+}
+
+func keyOf(m *labels.Matcher) matcherKey { return matcherKey{m.Name, m.Value, m.Type} }
+
+// keysOf returns the distinct matchers of sel.
+func keysOf(sel []*labels.Matcher) []matcherKey {
+	out := make([]matcherKey, 0, len(sel))
+	for _, m := range sel {
+		if k := keyOf(m); !slices.Contains(out, k) {
+			out = append(out, k)
+		}
+	}
+	return out
+}
 
 // dropSubsumed drops every selector whose matchers include all of another
 // selector's; of identical ones, the first stays.
 func dropSubsumed(sels [][]*labels.Matcher) [][]*labels.Matcher {
-	sets := make([]map[string]bool, len(sels))
+	keys := make([][]matcherKey, len(sels))
+	n := 0
+	for _, sel := range sels {
+		n += len(sel)
+	}
+	with := make(map[matcherKey][]int, n) // the selectors that have a matcher
 	for i, sel := range sels {
-		sets[i] = make(map[string]bool, len(sel))
-		for _, m := range sel {
-			sets[i][matcherKey(m)] = true
+		keys[i] = keysOf(sel)
+		for _, k := range keys[i] {
+			with[k] = append(with[k], i)
 		}
 	}
-	// subset reports whether every matcher of a is one of b.
-	subset := func(a, b map[string]bool) bool {
-		if len(a) > len(b) {
-			return false
-		}
-		for k := range a {
-			if !b[k] {
-				return false
-			}
-		}
-		return true
-	}
+	// shared[j] counts the matchers of j that selector i has too: j's
+	// matchers are all among i's when it reaches len(keys[j]).
+	shared := make([]int, len(sels))
+	var touched []int
 	var out [][]*labels.Matcher
 	for i, sel := range sels {
 		dropped := false
-		for j := range sels {
-			if j == i || !subset(sets[j], sets[i]) {
-				continue
-			}
-			// j selects all i does. Of two equal sets, keep the first.
-			if len(sets[j]) < len(sets[i]) || j < i {
-				dropped = true
-				break
+		for _, k := range keys[i] {
+			for _, j := range with[k] {
+				if shared[j] == 0 {
+					touched = append(touched, j)
+				}
+				shared[j]++
+				// j selects all i does. Of two equal sets, keep the first.
+				if j != i && shared[j] == len(keys[j]) && (len(keys[j]) < len(keys[i]) || j < i) {
+					dropped = true
+				}
 			}
 		}
+		for _, j := range touched {
+			shared[j] = 0
+		}
+		touched = touched[:0]
 		if !dropped {
 			out = append(out, sel)
 		}
@@ -89,7 +110,7 @@ func mergeEqualities(sels [][]*labels.Matcher) [][]*labels.Matcher {
 		label   string
 		values  []string
 	}
-	groups := map[string]*group{}
+	groups := make(map[string]*group, len(sels))
 	var order []string
 	for i, sel := range sels {
 		for k, m := range sel {
@@ -158,10 +179,22 @@ func mergeEqualities(sels [][]*labels.Matcher) [][]*labels.Matcher {
 // restKey names a group of mergeEqualities: the label of the equality and
 // the other matchers, in any order.
 func restKey(label string, rest []*labels.Matcher) string {
-	keys := make([]string, len(rest))
-	for i, m := range rest {
-		keys[i] = matcherKey(m)
+	keys := keysOf(rest)
+	slices.SortFunc(keys, func(a, b matcherKey) int {
+		return cmp.Or(strings.Compare(a.name, b.name), cmp.Compare(a.typ, b.typ), strings.Compare(a.value, b.value))
+	})
+	var b strings.Builder
+	b.WriteString(label)
+	for _, k := range keys {
+		// Lengths first: no two lists of matchers write the same key.
+		b.WriteByte(0xff)
+		b.WriteString(strconv.Itoa(len(k.name)))
+		b.WriteByte(':')
+		b.WriteString(k.name)
+		b.WriteByte(byte('0' + k.typ))
+		b.WriteString(strconv.Itoa(len(k.value)))
+		b.WriteByte(':')
+		b.WriteString(k.value)
 	}
-	slices.Sort(keys)
-	return label + "\xff" + strings.Join(keys, "\xff")
+	return b.String()
 }
