@@ -25,6 +25,9 @@ import (
 // operation; a policy listing tenants one selector each becomes one
 // selection. The order of the selectors that remain is kept.
 func simplify(sels [][]*labels.Matcher) [][]*labels.Matcher {
+	if len(sels) < 2 {
+		return sels
+	}
 	sels = dropSubsumed(sels)
 	merged := mergeEqualities(sels)
 	if len(merged) == len(sels) {
