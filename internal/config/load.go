@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime/debug"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -40,6 +41,12 @@ func LoadFileWeb(path string, web WebUsers) (*Config, error) {
 	}
 	cfg.setDirectory(filepath.Dir(path))
 	cfg.path = path
+	// Decoding keeps two YAML trees of the whole file alive at once, each
+	// node several times the size of what the configuration retains: with
+	// thousands of users or policies that is tens of MiB, which the runtime
+	// would keep mapped long after the load. A load is rare (start,
+	// reload): hand the freed memory back now.
+	debug.FreeOSMemory()
 	return cfg, nil
 }
 

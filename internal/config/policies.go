@@ -32,6 +32,7 @@ func (v *validator) groups(groups map[string][]string, n *yaml.Node) {
 func (v *validator) policies(cfg *Config, n *yaml.Node) {
 	items := sequence(n, len(cfg.Policies))
 	seen := map[string]int{} // name -> line of first definition
+	templates := map[string]*policy.Template{}
 	for i, p := range cfg.Policies {
 		pn := items[i]
 		line := lineOf(pn, n)
@@ -88,11 +89,18 @@ func (v *validator) policies(cfg *Config, n *yaml.Node) {
 		}
 		selItems := sequence(selNode, len(p.Selectors))
 		for j, s := range p.Selectors {
-			t, err := policy.ParseTemplate(s)
-			if err != nil {
-				v.errorf(lineOf(selItems[j], selNode), "policy %q: %v", name, err)
-				ok = false
-				continue
+			// Templates are immutable: policies that write the same
+			// selector share one (thousands of per-user policies over a
+			// handful of selectors parse each once).
+			t, seen := templates[s]
+			if !seen {
+				var err error
+				if t, err = policy.ParseTemplate(s); err != nil {
+					v.errorf(lineOf(selItems[j], selNode), "policy %q: %v", name, err)
+					ok = false
+					continue
+				}
+				templates[s] = t
 			}
 			rule.Selectors = append(rule.Selectors, t)
 		}

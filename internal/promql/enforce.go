@@ -32,6 +32,10 @@
 //   - limitk keeps series in the order its operand yields them, which a
 //     union changes: it is refused over a union.
 //
+// The selectors are first simplified into as few terms as select the same
+// series (simplify.go): a repeated or subsumed selector is dropped, and
+// selectors differing only in an equality on one label become one regex.
+//
 // Terms that cannot match (a conflicting equality, `__name__="x"` against
 // `__name__!="x"`) are pruned. When every term is pruned, one contradictory
 // term is kept: it selects nothing, so the answer is empty, never wider.
@@ -45,6 +49,7 @@ import (
 
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql/parser"
+	"github.com/prometheus/prometheus/promql/parser/posrange"
 )
 
 // ErrUnsupported is returned for syntax the rewriter does not know; such
@@ -76,7 +81,17 @@ func expandedSize(x parser.Node, memo map[parser.Node]int) int {
 		return n
 	}
 	n := 1
-	for _, c := range parser.Children(x) {
+	var children []parser.Node
+	if c, ok := x.(*setChain); ok {
+		// As many nodes as the chain of BinaryExprs it prints as.
+		n = len(c.terms) - 1
+		for _, t := range c.terms {
+			children = append(children, t)
+		}
+	} else {
+		children = parser.Children(x)
+	}
+	for _, c := range children {
 		n += expandedSize(c, memo)
 		if n > maxExpandedNodes {
 			break
@@ -90,8 +105,12 @@ func expandedSize(x parser.Node, memo map[parser.Node]int) int {
 // concurrent use.
 type Enforcer struct {
 	selectors [][]*labels.Matcher
-	lang      *Language
-	id        uint64 // names the Enforcer in the cache of rewrites
+	// union is selectors simplified (see simplify): the terms of the
+	// unions the rewrite builds. The other uses of the policy (match[],
+	// remote read, filtering answers) keep the selectors as written.
+	union [][]*labels.Matcher
+	lang  *Language
+	id    uint64 // names the Enforcer in the cache of rewrites
 }
 
 // New returns an Enforcer for a policy of one or more selectors, for an
@@ -109,7 +128,7 @@ func (l *Language) New(selectors [][]*labels.Matcher) (*Enforcer, error) {
 	if len(selectors) == 0 {
 		return nil, errors.New("a policy needs at least one selector")
 	}
-	return &Enforcer{selectors: selectors, lang: l, id: enforcerIDs.Add(1)}, nil
+	return &Enforcer{selectors: selectors, union: simplify(selectors), lang: l, id: enforcerIDs.Add(1)}, nil
 }
 
 // pql parses policy selectors and the tests' queries: selectors need no
@@ -149,7 +168,7 @@ func (e *Enforcer) query(q string) ([]string, error) {
 	if err != nil {
 		return nil, &ParseError{Err: err}
 	}
-	exprs, err := e.Rewrite(expr)
+	exprs, err := e.enforce(expr)
 	if err != nil {
 		return nil, err
 	}
@@ -169,8 +188,10 @@ func (e *Enforcer) query(q string) ([]string, error) {
 	return out, nil
 }
 
-// Rewrite enforces the policy on a parsed expression; see Query.
-func (e *Enforcer) Rewrite(expr parser.Expr) ([]parser.Expr, error) {
+// enforce enforces the policy on a parsed expression; see Query. The trees
+// it returns are for printing: they hold setChains, which parser.Inspect
+// does not know.
+func (e *Enforcer) enforce(expr parser.Expr) ([]parser.Expr, error) {
 	if ms, ok := unparen(expr).(*parser.MatrixSelector); ok {
 		var out []parser.Expr
 		for _, t := range e.terms(ms.VectorSelector.(*parser.VectorSelector)) {
@@ -339,19 +360,11 @@ func (e *Enforcer) lift(vs *parser.VectorSelector, call func(*parser.VectorSelec
 	if len(terms) == 1 {
 		return call(terms[0])
 	}
-	var acc parser.Expr
+	exprs := make([]parser.Expr, len(terms))
 	for i, t := range terms {
-		x := labelReplace(call(t), termLabel, strconv.Itoa(i), "", "")
-		if acc == nil {
-			acc = x
-			continue
-		}
-		acc = &parser.BinaryExpr{
-			Op: parser.LOR, LHS: acc, RHS: x,
-			VectorMatching: &parser.VectorMatching{Card: parser.CardManyToMany},
-		}
+		exprs[i] = labelReplace(call(t), termLabel, strconv.Itoa(i), "", "")
 	}
-	return labelReplace(acc, termLabel, "", "", "")
+	return labelReplace(chain(parser.LOR, exprs, &parser.VectorMatching{Card: parser.CardManyToMany}), termLabel, "", "", "")
 }
 
 // unites reports whether the rewrite of x holds a union of several terms,
@@ -373,9 +386,9 @@ func (e *Enforcer) unites(x parser.Node) bool {
 // !m1 | m1,!m2 | m1,m2,!m3 ...
 func (e *Enforcer) disjointTerms(vs *parser.VectorSelector) []*parser.VectorSelector {
 	var out []*parser.VectorSelector
-	for i, sel := range e.selectors {
+	for i, sel := range e.union {
 		cur := [][]*labels.Matcher{merge(vs.LabelMatchers, sel)}
-		for _, prev := range e.selectors[:i] {
+		for _, prev := range e.union[:i] {
 			var next [][]*labels.Matcher
 			for _, ms := range cur {
 				prefix := ms
@@ -437,24 +450,17 @@ func (e *Enforcer) rewriteAbsent(n *parser.Call) (parser.Expr, bool) {
 		return nil, false
 	}
 	terms := e.terms(vs)
-	var combined parser.Expr
-	for _, t := range terms {
+	calls := make([]parser.Expr, len(terms))
+	for i, t := range terms {
 		var arg parser.Expr = t
 		if ms != nil {
 			arg = withRange(ms, t)
 		}
-		call := &parser.Call{Func: n.Func, Args: parser.Expressions{arg}, PosRange: n.PosRange}
-		if combined == nil {
-			combined = call
-			continue
-		}
-		// Absent from the union means absent from every term. Each
-		// answer is one series or none; `and on()` keeps the left one.
-		combined = &parser.BinaryExpr{
-			Op: parser.LAND, LHS: combined, RHS: call,
-			VectorMatching: &parser.VectorMatching{Card: parser.CardManyToMany, On: true},
-		}
+		calls[i] = &parser.Call{Func: n.Func, Args: parser.Expressions{arg}, PosRange: n.PosRange}
 	}
+	// Absent from the union means absent from every term. Each answer is
+	// one series or none; `and on()` keeps the left one.
+	combined := chain(parser.LAND, calls, &parser.VectorMatching{Card: parser.CardManyToMany, On: true})
 	// The answer carries the labels absent derives from the first term's
 	// matchers, which include the policy's. Turn them into the labels the
 	// original selector gives.
@@ -469,7 +475,7 @@ func (e *Enforcer) rewriteAbsent(n *parser.Call) (parser.Expr, bool) {
 func (e *Enforcer) terms(vs *parser.VectorSelector) []*parser.VectorSelector {
 	var out []*parser.VectorSelector
 	var first *parser.VectorSelector
-	for _, sel := range e.selectors {
+	for _, sel := range e.union {
 		t := *vs
 		t.Name = ""
 		t.LabelMatchers = merge(vs.LabelMatchers, sel)
@@ -572,18 +578,72 @@ func union(exprs []parser.Expr, sameName bool) parser.Expr {
 			exprs[i] = labelReplace(x, nameLabel, "$1", labels.MetricName, "(.+)")
 		}
 	}
-	acc := exprs[0]
-	for _, x := range exprs[1:] {
-		acc = &parser.BinaryExpr{
-			Op: parser.LOR, LHS: acc, RHS: x,
-			VectorMatching: &parser.VectorMatching{Card: parser.CardManyToMany},
-		}
-	}
+	acc := chain(parser.LOR, exprs, &parser.VectorMatching{Card: parser.CardManyToMany})
 	if !sameName {
 		return labelReplace(acc, nameLabel, "", "", "")
 	}
 	return &parser.ParenExpr{Expr: acc}
 }
+
+// chain returns x1 op x2 op ... op xn for a set operator (or, and), which
+// is associative. It prints exactly as the left-deep chain of BinaryExprs
+// ((x1 op x2) op x3) ... would, and so reaches the upstream as the same
+// query, but in one pass: the chain of BinaryExprs prints every prefix
+// again at each level, which costs the square of the number of terms.
+func chain(op parser.ItemType, exprs []parser.Expr, vm *parser.VectorMatching) parser.Expr {
+	if len(exprs) == 1 {
+		return exprs[0]
+	}
+	// The operator and its matching clause as the parser's printer writes
+	// them between two operands.
+	two := (&parser.BinaryExpr{Op: op, LHS: &parser.NumberLiteral{Val: 1}, RHS: &parser.NumberLiteral{Val: 2}, VectorMatching: vm}).String()
+	return &setChain{op: op, vm: vm, terms: exprs, sep: strings.TrimSuffix(strings.TrimPrefix(two, "1"), "2")}
+}
+
+// setChain is x1 op x2 op ... op xn (see chain). It exists only in the
+// trees the rewrite prints; expandedSize counts its terms.
+type setChain struct {
+	op    parser.ItemType
+	vm    *parser.VectorMatching
+	terms []parser.Expr
+	sep   string // " op matching "
+}
+
+func (c *setChain) String() string {
+	parts := make([]string, len(c.terms))
+	n := len(c.sep) * (len(c.terms) - 1)
+	for i, x := range c.terms {
+		parts[i] = x.String()
+		n += len(parts[i])
+	}
+	var b strings.Builder
+	b.Grow(n)
+	for i, p := range parts {
+		if i > 0 {
+			b.WriteString(c.sep)
+		}
+		b.WriteString(p)
+	}
+	return b.String()
+}
+
+// binary is the chain as the parser would build it from its text.
+func (c *setChain) binary() *parser.BinaryExpr {
+	var acc parser.Expr = c.terms[0]
+	for _, x := range c.terms[1:] {
+		vm := *c.vm
+		acc = &parser.BinaryExpr{Op: c.op, LHS: acc, RHS: x, VectorMatching: &vm}
+	}
+	return acc.(*parser.BinaryExpr)
+}
+
+func (c *setChain) Pretty(level int) string { return c.binary().Pretty(level) }
+
+func (c *setChain) PositionRange() posrange.PositionRange { return c.binary().PositionRange() }
+
+func (c *setChain) Type() parser.ValueType { return parser.ValueTypeVector }
+
+func (c *setChain) PromQLExpr() {}
 
 func labelReplace(x parser.Expr, dst, repl, src, re string) parser.Expr {
 	return &parser.Call{

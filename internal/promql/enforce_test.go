@@ -2,9 +2,11 @@ package promql
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 
 	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/promql/parser"
 )
 
 func mustEnforcer(t testing.TB, selectors ...string) *Enforcer {
@@ -167,7 +169,7 @@ func TestMatch(t *testing.T) {
 }
 
 func TestQueryTooLarge(t *testing.T) {
-	e := mustEnforcer(t, `{a="1"}`, `{a="2"}`, `{a="3"}`)
+	e := mustEnforcer(t, `{a="1"}`, `{b="2"}`, `{c="3"}`)
 	q := `x`
 	for range 12 {
 		q = `quantile_over_time(scalar(` + q + `), y[5m])`
@@ -207,6 +209,48 @@ func TestVisible(t *testing.T) {
 	} {
 		if got := e.Visible(tc.lbls); got != tc.want {
 			t.Errorf("Visible(%v) = %v, want %v", tc.lbls, got, tc.want)
+		}
+	}
+}
+
+// TestChainPrintsAsBinaryChain: a chain of set operations prints exactly
+// as the left-deep chain of binary expressions the parser builds from the
+// same text, for every length and both operators the rewrite chains.
+func TestChainPrintsAsBinaryChain(t *testing.T) {
+	for _, vm := range []struct {
+		op parser.ItemType
+		vm parser.VectorMatching
+	}{
+		{parser.LOR, parser.VectorMatching{Card: parser.CardManyToMany}},
+		{parser.LAND, parser.VectorMatching{Card: parser.CardManyToMany, On: true}},
+	} {
+		for n := 1; n <= 6; n++ {
+			var exprs []parser.Expr
+			var acc parser.Expr
+			for i := range n {
+				x := &parser.VectorSelector{LabelMatchers: []*labels.Matcher{
+					labels.MustNewMatcher(labels.MatchEqual, labels.MetricName, "up"),
+					labels.MustNewMatcher(labels.MatchEqual, "i", fmt.Sprint(i)),
+				}}
+				exprs = append(exprs, x)
+				if acc == nil {
+					acc = x
+					continue
+				}
+				m := vm.vm
+				acc = &parser.BinaryExpr{Op: vm.op, LHS: acc, RHS: x, VectorMatching: &m}
+			}
+			want := acc.String()
+			got := chain(vm.op, exprs, &vm.vm).String()
+			if got != want {
+				t.Errorf("%s of %d: chain prints %q, want %q", vm.op, n, got, want)
+			}
+			if n > 1 {
+				reparsed, err := pql.ParseExpr(got)
+				if err != nil || reparsed.String() != want {
+					t.Errorf("%s of %d: %q reparses as %v (%v)", vm.op, n, got, reparsed, err)
+				}
+			}
 		}
 	}
 }

@@ -277,6 +277,12 @@ var oraclePolicies = []oraclePolicy{
 	{"regex", []string{`{team=~"a|c"}`}, 230},
 	{"negative matchers", []string{`{team="c", env!="prod"}`, `{__name__=~"http_.*", code!~"5..", team="a"}`, `{job="node", instance=~"host-[0-3]:.*", team!="c"}`}, 245},
 	{"name regex union", []string{`{__name__=~"foo_a|foo_c", team="a"}`, `{__name__=~"foo_b|http_requests_total", team=~"a|b"}`}, 245},
+	// Simplified before the rewrite (simplify): equalities on one label
+	// merged into a regex, the name's among them; subsumed selectors
+	// dropped.
+	{"merged equalities", []string{`{team="a"}`, `{team="c"}`}, 340},
+	{"merged name equalities", []string{`{__name__="foo_a", team="b"}`, `{__name__="foo_b", team="b"}`, `{team="b", __name__="up"}`, `{__name__="node_load1", team="b"}`}, 380},
+	{"subsumed selectors", []string{`{team="a", env="prod"}`, `{team="a"}`, `{team="a", __name__="up"}`, `{x="1", team="a", __name__="foo_a"}`}, 345},
 	{"exclusion of secret series", []string{`{secret!="true", __name__="sensitive_requests_total"}`, `{__name__!="sensitive_requests_total"}`}, 28},
 }
 
