@@ -45,6 +45,10 @@ var (
 // v1Decoder is what checkWriteV1 reuses from one request to the next.
 type v1Decoder struct {
 	series, metadata [][]byte
+	// labelFields are the label fields of the series being read; key
+	// is its key in acceptedSeries.
+	labelFields [][]byte
+	key         []byte
 	b, eb            labels.ScratchBuilder
 	ls, el           labels.Labels
 	exemplar         prompb.Exemplar
@@ -62,7 +66,9 @@ func checkWriteV1(raw []byte, enf *promql.Enforcer, lim WriteLimits) error {
 			// Cleared: a pooled decoder holds nothing of a request.
 			clear(d.series[:cap(d.series)])
 			clear(d.metadata[:cap(d.metadata)])
-			d.series, d.metadata = d.series[:0], d.metadata[:0]
+			clear(d.labelFields[:cap(d.labelFields)])
+			clear(d.key[:cap(d.key)])
+			d.series, d.metadata, d.labelFields, d.key = d.series[:0], d.metadata[:0], d.labelFields[:0], d.key[:0]
 			clear(d.exemplar.Labels[:cap(d.exemplar.Labels)])
 			d.exemplar = prompb.Exemplar{Labels: d.exemplar.Labels[:0]}
 			v1Decoders.Put(d)
@@ -113,27 +119,36 @@ func invalidV1(err error) error {
 }
 
 // checkSeries decides on the i-th series of a 1.0 request, data: its
-// labels first, wherever they are in it, then its samples, exemplars and
-// histograms.
+// labels first, wherever they are in it (unless acceptedSeries has them),
+// then its samples, exemplars and histograms.
 func (d *v1Decoder) checkSeries(i int, data []byte, enf *promql.Enforcer, lim WriteLimits) error {
-	d.b.Reset()
+	d.labelFields = d.labelFields[:0]
 	err := protoFields(data, "prometheus.TimeSeries", seriesFields, func(field int32, body []byte) error {
 		if field == seriesLabelsField {
-			name, value, err := readLabel(body)
-			if err != nil {
-				return err
-			}
-			d.b.Add(name, value)
+			d.labelFields = append(d.labelFields, body)
 		}
 		return nil
 	})
 	if err != nil {
 		return err
 	}
-	d.b.Sort()
-	d.b.Overwrite(&d.ls)
-	if err := checkSeries(d.ls, enf, lim); err != nil {
-		return err
+	var cache bool
+	d.key, cache = seriesKey(d.key, seriesKeyV1, enf, lim, len(d.labelFields))
+	for _, f := range d.labelFields {
+		d.key = appendKeyPart(d.key, f)
+	}
+	built := false
+	if !cache || !acceptedSeries.has(d.key) {
+		if err := d.buildLabels(); err != nil {
+			return err
+		}
+		built = true
+		if err := checkSeries(d.ls, enf, lim); err != nil {
+			return err
+		}
+		if cache {
+			acceptedSeries.add(d.key)
+		}
 	}
 	return protoFields(data, "prometheus.TimeSeries", seriesFields, func(field int32, body []byte) error {
 		unknown := false
@@ -145,6 +160,13 @@ func (d *v1Decoder) checkSeries(i int, data []byte, enf *promql.Enforcer, lim Wr
 			}
 			unknown = len(s.XXX_unrecognized) > 0
 		case seriesExemplars:
+			if !built {
+				// For the exemplar's messages.
+				if err := d.buildLabels(); err != nil {
+					return err
+				}
+				built = true
+			}
 			e := &d.exemplar
 			*e = prompb.Exemplar{Labels: e.Labels[:0]}
 			if err := e.Unmarshal(body); err != nil {
@@ -173,6 +195,22 @@ func (d *v1Decoder) checkSeries(i int, data []byte, enf *promql.Enforcer, lim Wr
 		}
 		return nil
 	})
+}
+
+// buildLabels reads the series' labels from d.labelFields into d.ls,
+// sorted.
+func (d *v1Decoder) buildLabels() error {
+	d.b.Reset()
+	for _, f := range d.labelFields {
+		name, value, err := readLabel(f)
+		if err != nil {
+			return err
+		}
+		d.b.Add(name, value)
+	}
+	d.b.Sort()
+	d.b.Overwrite(&d.ls)
+	return nil
 }
 
 // readLabel reads a prometheus.Label as its generated Unmarshal does (the
