@@ -55,6 +55,9 @@ type v2Decoder struct {
 	tl labels.Labels
 	// key is the series' key in acceptedSeries.
 	key, scratch []byte
+	// uncached decides on every series, remembered or not (the
+	// reference of the tests).
+	uncached bool
 }
 
 // v2Decoders keeps decoders for reuse. One that read a request of more
@@ -141,7 +144,7 @@ func (d *v2Decoder) check(i int, ts *writev2.TimeSeries, syms []string, enf *pro
 	// accepted before (acceptedSeries): its labels are then only
 	// resolved for its exemplars' messages.
 	cache := false
-	if refsInRange(ts.LabelsRefs, len(syms)) && int(md.HelpRef) < len(syms) && int(md.UnitRef) < len(syms) {
+	if !d.uncached && refsInRange(ts.LabelsRefs, len(syms)) && int(md.HelpRef) < len(syms) && int(md.UnitRef) < len(syms) {
 		d.key, cache = seriesKey(d.key, seriesKeyV2, enf, lim, len(ts.LabelsRefs)+2)
 		for _, r := range ts.LabelsRefs {
 			d.key = appendKeyPart(d.key, syms[r])
