@@ -77,7 +77,7 @@ func readOTLPBody(r *http.Request, lim WriteLimits) (*otlpBody, error) {
 		return nil, apierror.New(apierror.TooLarge, "request body larger than %d bytes", maxSent)
 	}
 	// In one allocation when the length is announced.
-	if b.sent, err = readBounded(r, maxSent); err != nil {
+	if b.sent, err = readBounded(nil, r, maxSent); err != nil {
 		return nil, err
 	}
 	if !gz {

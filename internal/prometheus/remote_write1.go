@@ -49,9 +49,9 @@ type v1Decoder struct {
 	// is its key in acceptedSeries.
 	labelFields [][]byte
 	key         []byte
-	b, eb            labels.ScratchBuilder
-	ls, el           labels.Labels
-	exemplar         prompb.Exemplar
+	b, eb       labels.ScratchBuilder
+	ls, el      labels.Labels
+	exemplar    prompb.Exemplar
 }
 
 var v1Decoders = sync.Pool{New: func() any {

@@ -1,8 +1,13 @@
 package prometheus
 
 import (
+	"bytes"
 	"net/http"
+	"net/http/httptest"
+	"strconv"
 	"testing"
+
+	"github.com/golang/snappy"
 
 	"github.com/prometheus/prometheus/prompb"
 	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
@@ -205,4 +210,32 @@ func TestSeriesCacheBound(t *testing.T) {
 	}
 }
 
-
+// Requests one after the other, of other sizes, reuse the buffers of the
+// previous ones: each is forwarded as it was sent.
+func TestRemoteWriteBuffersReused(t *testing.T) {
+	enf := enforcer(t, `{team="a"}`)
+	up := &writeUpstream{version: "3.16.0"}
+	api := New(up, Options{})
+	var sent [][]byte
+	for i, n := range []int{500, 3, 2000, 1, 50} {
+		var series []prompb.TimeSeries
+		for j := range n {
+			series = append(series, ts("__name__", "up", "i", strconv.Itoa(i), "j", strconv.Itoa(j), "team", "a"))
+		}
+		body := snappy.Encode(nil, v1Request(t, series...))
+		sent = append(sent, body)
+		rec := httptest.NewRecorder()
+		api.Handle(rec, remotePost("/api/v1/write", bytes.Clone(body), "Content-Type", "application/x-protobuf", "Content-Encoding", "snappy"), "/api/v1/write", enf)
+		if rec.Code != http.StatusNoContent {
+			t.Fatalf("request %d: status %d: %s", i, rec.Code, rec.Body)
+		}
+	}
+	if len(up.bodies) != len(sent) {
+		t.Fatalf("%d requests forwarded, want %d", len(up.bodies), len(sent))
+	}
+	for i := range sent {
+		if !bytes.Equal(up.bodies[i], sent[i]) {
+			t.Errorf("request %d: forwarded %d bytes other than the %d sent", i, len(up.bodies[i]), len(sent[i]))
+		}
+	}
+}
