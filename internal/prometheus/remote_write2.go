@@ -53,6 +53,8 @@ type v2Decoder struct {
 	ls, el  labels.Labels
 	// tl is ls with its metadata's type and unit as labels.
 	tl labels.Labels
+	// refs holds the labels_refs of d.ts, after one element of its own.
+	refs []uint32
 	// key is the series' key in acceptedSeries.
 	key, scratch []byte
 	// uncached decides on every series, remembered or not (the
@@ -95,7 +97,14 @@ func checkWriteV2(raw []byte, enf *promql.Enforcer, lim WriteLimits) error {
 	}
 	for i, data := range d.series {
 		d.resetSeries()
-		if err := d.ts.Unmarshal(data); err != nil {
+		// The generated Unmarshal allocates labels_refs anew when it
+		// finds the slice empty, and appends to it otherwise: given one
+		// element ahead of those it reads, it reuses d.refs.
+		d.ts.LabelsRefs = append(d.refs[:0], 0)
+		err := d.ts.Unmarshal(data)
+		d.refs = d.ts.LabelsRefs
+		d.ts.LabelsRefs = d.ts.LabelsRefs[1:]
+		if err != nil {
 			return apierror.New(apierror.BadData, "invalid remote write 2.0 request: %v", err)
 		}
 		if err := d.check(i, &d.ts, d.symbols, enf, lim); err != nil {
