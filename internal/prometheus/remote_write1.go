@@ -37,9 +37,9 @@ const (
 )
 
 var (
-	writeRequestFields = []int32{writeRequestTimeseries, writeRequestMetadata}
-	seriesFields       = []int32{seriesLabelsField, seriesSamples, seriesExemplars, seriesHistograms}
-	labelFields        = []int32{labelName, labelValue}
+	writeRequestFields = fields(writeRequestTimeseries, writeRequestMetadata)
+	seriesFields       = fields(seriesLabelsField, seriesSamples, seriesExemplars, seriesHistograms)
+	labelFields        = fields(labelName, labelValue)
 )
 
 // v1Decoder is what checkWriteV1 reuses from one request to the next.
@@ -49,9 +49,11 @@ type v1Decoder struct {
 	// is its key in acceptedSeries.
 	labelFields [][]byte
 	key         []byte
-	b, eb       labels.ScratchBuilder
-	ls, el      labels.Labels
-	exemplar    prompb.Exemplar
+	// others are its other fields, in order.
+	others   []seriesField
+	b, eb    labels.ScratchBuilder
+	ls, el   labels.Labels
+	exemplar prompb.Exemplar
 }
 
 var v1Decoders = sync.Pool{New: func() any {
@@ -67,6 +69,8 @@ func checkWriteV1(raw []byte, enf *promql.Enforcer, lim WriteLimits) error {
 			clear(d.series[:cap(d.series)])
 			clear(d.metadata[:cap(d.metadata)])
 			clear(d.labelFields[:cap(d.labelFields)])
+			clear(d.others[:cap(d.others)])
+			d.others = d.others[:0]
 			clear(d.key[:cap(d.key)])
 			d.series, d.metadata, d.labelFields, d.key = d.series[:0], d.metadata[:0], d.labelFields[:0], d.key[:0]
 			clear(d.exemplar.Labels[:cap(d.exemplar.Labels)])
@@ -122,10 +126,12 @@ func invalidV1(err error) error {
 // labels first, wherever they are in it (unless acceptedSeries has them),
 // then its samples, exemplars and histograms.
 func (d *v1Decoder) checkSeries(i int, data []byte, enf *promql.Enforcer, lim WriteLimits) error {
-	d.labelFields = d.labelFields[:0]
+	d.labelFields, d.others = d.labelFields[:0], d.others[:0]
 	err := protoFields(data, "prometheus.TimeSeries", seriesFields, func(field int32, body []byte) error {
 		if field == seriesLabelsField {
 			d.labelFields = append(d.labelFields, body)
+		} else {
+			d.others = append(d.others, seriesField{field, body})
 		}
 		return nil
 	})
@@ -150,51 +156,70 @@ func (d *v1Decoder) checkSeries(i int, data []byte, enf *promql.Enforcer, lim Wr
 			acceptedSeries.add(d.key)
 		}
 	}
-	return protoFields(data, "prometheus.TimeSeries", seriesFields, func(field int32, body []byte) error {
-		unknown := false
-		switch field {
-		case seriesSamples:
-			var s prompb.Sample
-			if err := s.Unmarshal(body); err != nil {
-				return err
-			}
-			unknown = len(s.XXX_unrecognized) > 0
-		case seriesExemplars:
-			if !built {
-				// For the exemplar's messages.
-				if err := d.buildLabels(); err != nil {
-					return err
-				}
-				built = true
-			}
-			e := &d.exemplar
-			*e = prompb.Exemplar{Labels: e.Labels[:0]}
-			if err := e.Unmarshal(body); err != nil {
-				return err
-			}
-			d.eb.Reset()
-			for _, l := range e.Labels {
-				unknown = unknown || len(l.XXX_unrecognized) > 0
-				d.eb.Add(l.Name, l.Value)
-			}
-			if unknown || len(e.XXX_unrecognized) > 0 {
-				return apierror.New(apierror.BadData, "an exemplar of series %d of the remote write request has fields remote write 1.0 does not define", i)
-			}
-			d.eb.Sort()
-			d.eb.Overwrite(&d.el)
-			return checkExemplarLabels(d.el, d.ls, lim)
-		case seriesHistograms:
-			var h prompb.Histogram
-			if err := h.Unmarshal(body); err != nil {
-				return err
-			}
-			unknown = len(h.XXX_unrecognized) > 0 || unknownSpans(h.PositiveSpans) || unknownSpans(h.NegativeSpans)
+	for _, f := range d.others {
+		if err := d.checkField(i, f.field, f.body, &built, lim); err != nil {
+			return err
 		}
-		if unknown {
-			return apierror.New(apierror.BadData, "series %d of the remote write request has fields remote write 1.0 does not define", i)
+	}
+	return nil
+}
+
+// checkField checks a field of the i-th series other than its labels
+// (sample, exemplar, histogram); built tells whether d.ls holds its
+// labels.
+func (d *v1Decoder) checkField(i int, field int32, body []byte, built *bool, lim WriteLimits) error {
+	unknown := false
+	switch field {
+	case seriesSamples:
+		if plainSample(body) {
+			return nil
 		}
-		return nil
-	})
+		var s prompb.Sample
+		if err := s.Unmarshal(body); err != nil {
+			return err
+		}
+		unknown = len(s.XXX_unrecognized) > 0
+	case seriesExemplars:
+		if !*built {
+			// For the exemplar's messages.
+			if err := d.buildLabels(); err != nil {
+				return err
+			}
+			*built = true
+		}
+		e := &d.exemplar
+		*e = prompb.Exemplar{Labels: e.Labels[:0]}
+		if err := e.Unmarshal(body); err != nil {
+			return err
+		}
+		d.eb.Reset()
+		for _, l := range e.Labels {
+			unknown = unknown || len(l.XXX_unrecognized) > 0
+			d.eb.Add(l.Name, l.Value)
+		}
+		if unknown || len(e.XXX_unrecognized) > 0 {
+			return apierror.New(apierror.BadData, "an exemplar of series %d of the remote write request has fields remote write 1.0 does not define", i)
+		}
+		d.eb.Sort()
+		d.eb.Overwrite(&d.el)
+		return checkExemplarLabels(d.el, d.ls, lim)
+	case seriesHistograms:
+		var h prompb.Histogram
+		if err := h.Unmarshal(body); err != nil {
+			return err
+		}
+		unknown = len(h.XXX_unrecognized) > 0 || unknownSpans(h.PositiveSpans) || unknownSpans(h.NegativeSpans)
+	}
+	if unknown {
+		return apierror.New(apierror.BadData, "series %d of the remote write request has fields remote write 1.0 does not define", i)
+	}
+	return nil
+}
+
+// seriesField is a field of a TimeSeries, undecoded.
+type seriesField struct {
+	field int32
+	body  []byte
 }
 
 // buildLabels reads the series' labels from d.labelFields into d.ls,

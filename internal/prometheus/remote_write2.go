@@ -127,7 +127,7 @@ const (
 	requestTimeseries = 5
 )
 
-var requestFields = []int32{requestSymbols, requestTimeseries}
+var requestFields = fields(requestSymbols, requestTimeseries)
 
 // scan reads the request's symbols and series (undecoded), as
 // writev2.Request.Unmarshal reads them; the symbols are views of raw

@@ -2,6 +2,7 @@ package prometheus
 
 import (
 	"bytes"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -237,5 +238,67 @@ func TestRemoteWriteBuffersReused(t *testing.T) {
 		if !bytes.Equal(up.bodies[i], sent[i]) {
 			t.Errorf("request %d: forwarded %d bytes other than the %d sent", i, len(up.bodies[i]), len(sent[i]))
 		}
+	}
+}
+
+// plainSample accepts only samples the generated code decodes without
+// error and without unknown fields, and the ones agents send.
+func TestPlainSample(t *testing.T) {
+	agent := func(s prompb.Sample) []byte {
+		b, err := s.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	for _, tc := range []struct {
+		name string
+		data []byte
+		want bool
+	}{
+		{"empty", nil, true},
+		{"a sample", agent(prompb.Sample{Value: 1.5, Timestamp: 1_700_000_000_000}), true},
+		{"a negative timestamp (10 bytes)", agent(prompb.Sample{Value: -1, Timestamp: -1}), true},
+		{"a value alone", agent(prompb.Sample{Value: 2}), true},
+		{"a field twice", append(agent(prompb.Sample{Value: 2}), agent(prompb.Sample{Value: 3})...), true},
+		{"an unknown field", append(agent(prompb.Sample{Value: 2}), 0x18, 1), false},
+		{"a short value", []byte{0x09, 1, 2, 3}, false},
+		{"a varint of 11 bytes", []byte{0x10, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01}, false},
+		{"a truncated varint", []byte{0x10, 0xff}, false},
+		{"a tag in two bytes", []byte{0x89, 0x00, 1, 2, 3, 4, 5, 6, 7, 8}, false},
+		{"the value as a varint", []byte{0x08, 1}, false},
+	} {
+		if got := plainSample(tc.data); got != tc.want {
+			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	// Whatever the bytes, plain means decoded whole.
+	rnd := rand.New(rand.NewPCG(1, 2))
+	data := make([]byte, 24)
+	plain := 0
+	for range 200_000 {
+		n := rnd.IntN(len(data) + 1)
+		for j := range n {
+			// Mostly the bytes of samples.
+			switch rnd.IntN(4) {
+			case 0:
+				data[j] = 0x09
+			case 1:
+				data[j] = 0x10
+			default:
+				data[j] = byte(rnd.Uint32())
+			}
+		}
+		if !plainSample(data[:n]) {
+			continue
+		}
+		plain++
+		var s prompb.Sample
+		if err := s.Unmarshal(data[:n]); err != nil || len(s.XXX_unrecognized) > 0 {
+			t.Fatalf("% x: plain, but decodes with %v, unknown fields % x", data[:n], err, s.XXX_unrecognized)
+		}
+	}
+	if plain < 1000 {
+		t.Errorf("only %d plain samples among the random ones", plain)
 	}
 }
