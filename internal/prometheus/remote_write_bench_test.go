@@ -94,16 +94,41 @@ func benchV1(b *testing.B) []byte {
 // BenchmarkCheckWrite is the decoding and policy decision of one batch,
 // decompressed: promgate's work on a write beyond copying bytes.
 func BenchmarkCheckWrite(b *testing.B) {
+	saved := acceptedSeries
+	acceptedSeries = newSeriesCache()
+	b.Cleanup(func() { acceptedSeries = saved })
 	enf := writeEnforcer(b, `{team="a"}`, `{__name__=~"node_.*", shared="true"}`)
+	var sels [][]*labels.Matcher
+	for _, s := range []string{`{team="a"}`, `{__name__=~"node_.*", shared="true"}`} {
+		m, err := pqlParser.ParseMetricSelector(s)
+		if err != nil {
+			b.Fatal(err)
+		}
+		sels = append(sels, m)
+	}
+	newPolicy := func() *promql.Enforcer {
+		e, err := promql.New(sels)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return e
+	}
 	lim := DefaultWriteLimits
 	for _, bc := range []struct {
 		name  string
 		raw   []byte
 		check func([]byte) error
 	}{
+		// The same batch again and again: its series are remembered
+		// (acceptedSeries), as an agent's are from one batch to the next.
 		{"v1", benchV1(b), func(raw []byte) error { return checkWriteV1(raw, enf, lim) }},
+		// Series never seen (under a policy of its own each time):
+		// decided on and remembered, older ones dropped as the cache
+		// fills.
+		{"v1-new", benchV1(b), func(raw []byte) error { return checkWriteV1(raw, newPolicy(), lim) }},
 		{"v1-whole", benchV1(b), func(raw []byte) error { return refCheckV1(raw, enf, lim) }},
 		{"v2", benchV2(b), func(raw []byte) error { return checkWriteV2(raw, enf, lim) }},
+		{"v2-new", benchV2(b), func(raw []byte) error { return checkWriteV2(raw, newPolicy(), lim) }},
 		// The same decisions over Prometheus' whole decoding of the
 		// request, for comparison.
 		{"v2-whole", benchV2(b), func(raw []byte) error { return refCheckV2(raw, enf, lim) }},

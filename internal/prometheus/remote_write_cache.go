@@ -3,6 +3,7 @@ package prometheus
 import (
 	"encoding/binary"
 	"sync"
+	"unsafe"
 
 	"github.com/promgate/promgate/internal/promql"
 )
@@ -54,7 +55,13 @@ type seriesCache struct {
 	mu        sync.RWMutex
 	cur, prev map[string]struct{}
 	curBytes  int
+	// arena holds the bytes of the keys of cur, in chunks of
+	// arenaChunk: one allocation for hundreds of keys rather than one
+	// each. A chunk lives as long as a key in it.
+	arena []byte
 }
+
+const arenaChunk = 64 << 10
 
 // acceptedSeries is the cache of all policies.
 var acceptedSeries = newSeriesCache()
@@ -89,8 +96,15 @@ func (c *seriesCache) add(key []byte) {
 	size := len(key) + seriesEntryOverhead
 	if c.curBytes+size > seriesCacheGenerationBytes {
 		c.prev, c.cur, c.curBytes = c.cur, make(map[string]struct{}, len(c.cur)), 0
+		c.arena = nil
 	}
-	c.cur[string(key)] = struct{}{}
+	if len(c.arena)+len(key) > cap(c.arena) {
+		c.arena = make([]byte, 0, max(arenaChunk, len(key)))
+	}
+	start := len(c.arena)
+	c.arena = append(c.arena, key...)
+	// The arena's bytes are never written again.
+	c.cur[unsafe.String(&c.arena[start], len(key))] = struct{}{}
 	c.curBytes += size
 }
 
