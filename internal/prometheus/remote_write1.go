@@ -17,8 +17,11 @@ import (
 // decoded whole, which would copy every label name and value of every
 // series into strings of their own: its fields and its series' labels are
 // read as the generated code reads them (protoFields), names and values as
-// views of the body; samples, exemplars, histograms and metadata are
-// decoded by Prometheus' own generated code into reused messages. A field
+// views of the body; exemplars, histograms and metadata are decoded by
+// Prometheus' own generated code into reused messages, and samples too
+// unless they hold nothing but their two fields, well formed
+// (plainSample). The decision on a series' labels is remembered
+// (acceptedSeries, remote_write_cache.go). A field
 // a message does not define refuses the request (the generated code would
 // keep it aside): fields of a newer sender could reach the upstream
 // unchecked. The fuzz target FuzzWriteV1 holds this to the decisions over

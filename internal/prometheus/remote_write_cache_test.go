@@ -2,10 +2,12 @@ package prometheus
 
 import (
 	"bytes"
+	"errors"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"sync"
 	"testing"
 
 	"github.com/golang/snappy"
@@ -300,5 +302,34 @@ func TestPlainSample(t *testing.T) {
 	}
 	if plain < 1000 {
 		t.Errorf("only %d plain samples among the random ones", plain)
+	}
+}
+
+// Requests checked at once share the cache (go test -race).
+func TestSeriesCacheConcurrent(t *testing.T) {
+	withSeriesCache(t)
+	enf := writeEnforcer(t, `{team="a"}`)
+	ok := v1Request(t, ts("__name__", "up", "job", "x", "team", "a"), ts("__name__", "up", "job", "y", "team", "a"))
+	bad := v1Request(t, ts("__name__", "up", "job", "x", "team", "b"))
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for range 4 {
+		wg.Go(func() {
+			for range 200 {
+				if err := checkWriteV1(ok, enf, DefaultWriteLimits); err != nil {
+					errs <- err
+					return
+				}
+				if checkWriteV1(bad, enf, DefaultWriteLimits) == nil {
+					errs <- errors.New("a series outside the policy accepted")
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
 	}
 }

@@ -18,10 +18,10 @@ func TestInMemoryBody(t *testing.T) {
 		body   []byte
 		length int64
 	}
-	var last got
+	received := make(chan got, 1)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
-		last = got{b, r.ContentLength}
+		received <- got{b, r.ContentLength}
 		w.WriteHeader(http.StatusNoContent)
 	}))
 	defer srv.Close()
@@ -43,6 +43,7 @@ func TestInMemoryBody(t *testing.T) {
 		if rec.Code != http.StatusNoContent {
 			t.Fatalf("%d bytes: status %d: %s", n, rec.Code, rec.Body)
 		}
+		last := <-received
 		if !bytes.Equal(last.body, body) || last.length != int64(n) {
 			t.Errorf("%d bytes: the upstream received %d bytes (Content-Length %d)", n, len(last.body), last.length)
 		}
