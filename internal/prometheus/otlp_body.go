@@ -3,7 +3,6 @@ package prometheus
 import (
 	"bytes"
 	"compress/gzip"
-	"errors"
 	"io"
 	"net/http"
 	"strings"
@@ -77,13 +76,9 @@ func readOTLPBody(r *http.Request, lim WriteLimits) (*otlpBody, error) {
 	if r.ContentLength > maxSent {
 		return nil, apierror.New(apierror.TooLarge, "request body larger than %d bytes", maxSent)
 	}
-	b.sent, err = io.ReadAll(http.MaxBytesReader(nil, r.Body, maxSent))
-	if err != nil {
-		var tooLarge *http.MaxBytesError
-		if errors.As(err, &tooLarge) {
-			return nil, apierror.New(apierror.TooLarge, "request body larger than %d bytes", maxSent)
-		}
-		return nil, apierror.New(apierror.BadData, "reading request body: %v", err)
+	// In one allocation when the length is announced.
+	if b.sent, err = readBounded(nil, r, maxSent); err != nil {
+		return nil, err
 	}
 	if !gz {
 		b.decoded = b.sent

@@ -1,7 +1,6 @@
 package prometheus
 
 import (
-	"bytes"
 	"errors"
 	"hash/crc32"
 	"io"
@@ -13,6 +12,7 @@ import (
 	"github.com/golang/snappy"
 
 	"github.com/promgate/promgate/internal/apierror"
+	"github.com/promgate/promgate/internal/upstream"
 )
 
 // Remote read and remote write carry snappy-compressed protobuf. Their
@@ -79,10 +79,7 @@ func readSnappyBody(r *http.Request) (compressed, raw []byte, err error) {
 func remoteRequest(r *http.Request, path string, body []byte) *http.Request {
 	out := r.Clone(r.Context())
 	out.URL = &url.URL{Path: path}
-	out.Body = io.NopCloser(bytes.NewReader(body))
-	out.ContentLength = int64(len(body))
-	out.TransferEncoding = nil
-	out.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+	upstream.InMemory(out, body)
 	out.Header.Set("Content-Length", strconv.Itoa(len(body)))
 	return out
 }

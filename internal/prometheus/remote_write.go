@@ -34,6 +34,10 @@ func (a *API) remoteWrite(w http.ResponseWriter, r *http.Request, path string, _
 	if err != nil {
 		return err
 	}
+	// Given back once the upstream answered: nothing refers to them then
+	// (the checks copy what they keep; the upstream writes the body
+	// before it reads the answer).
+	defer putWriteBuffers(body, raw)
 	if msg == writeV2Message {
 		err = checkWriteV2(raw, enf, lim)
 	} else {

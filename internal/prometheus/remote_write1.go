@@ -17,8 +17,11 @@ import (
 // decoded whole, which would copy every label name and value of every
 // series into strings of their own: its fields and its series' labels are
 // read as the generated code reads them (protoFields), names and values as
-// views of the body; samples, exemplars, histograms and metadata are
-// decoded by Prometheus' own generated code into reused messages. A field
+// views of the body; exemplars, histograms and metadata are decoded by
+// Prometheus' own generated code into reused messages, and samples too
+// unless they hold nothing but their two fields, well formed
+// (plainSample). The decision on a series' labels is remembered
+// (acceptedSeries, remote_write_cache.go). A field
 // a message does not define refuses the request (the generated code would
 // keep it aside): fields of a newer sender could reach the upstream
 // unchecked. The fuzz target FuzzWriteV1 holds this to the decisions over
@@ -37,17 +40,23 @@ const (
 )
 
 var (
-	writeRequestFields = []int32{writeRequestTimeseries, writeRequestMetadata}
-	seriesFields       = []int32{seriesLabelsField, seriesSamples, seriesExemplars, seriesHistograms}
-	labelFields        = []int32{labelName, labelValue}
+	writeRequestFields = fields(writeRequestTimeseries, writeRequestMetadata)
+	seriesFields       = fields(seriesLabelsField, seriesSamples, seriesExemplars, seriesHistograms)
+	labelFields        = fields(labelName, labelValue)
 )
 
 // v1Decoder is what checkWriteV1 reuses from one request to the next.
 type v1Decoder struct {
 	series, metadata [][]byte
-	b, eb            labels.ScratchBuilder
-	ls, el           labels.Labels
-	exemplar         prompb.Exemplar
+	// labelFields are the label fields of the series being read; key
+	// is its key in acceptedSeries.
+	labelFields [][]byte
+	key         []byte
+	// others are its other fields, in order.
+	others   []seriesField
+	b, eb    labels.ScratchBuilder
+	ls, el   labels.Labels
+	exemplar prompb.Exemplar
 }
 
 var v1Decoders = sync.Pool{New: func() any {
@@ -62,7 +71,11 @@ func checkWriteV1(raw []byte, enf *promql.Enforcer, lim WriteLimits) error {
 			// Cleared: a pooled decoder holds nothing of a request.
 			clear(d.series[:cap(d.series)])
 			clear(d.metadata[:cap(d.metadata)])
-			d.series, d.metadata = d.series[:0], d.metadata[:0]
+			clear(d.labelFields[:cap(d.labelFields)])
+			clear(d.others[:cap(d.others)])
+			d.others = d.others[:0]
+			clear(d.key[:cap(d.key)])
+			d.series, d.metadata, d.labelFields, d.key = d.series[:0], d.metadata[:0], d.labelFields[:0], d.key[:0]
 			clear(d.exemplar.Labels[:cap(d.exemplar.Labels)])
 			d.exemplar = prompb.Exemplar{Labels: d.exemplar.Labels[:0]}
 			v1Decoders.Put(d)
@@ -113,66 +126,119 @@ func invalidV1(err error) error {
 }
 
 // checkSeries decides on the i-th series of a 1.0 request, data: its
-// labels first, wherever they are in it, then its samples, exemplars and
-// histograms.
+// labels first, wherever they are in it (unless acceptedSeries has them),
+// then its samples, exemplars and histograms.
 func (d *v1Decoder) checkSeries(i int, data []byte, enf *promql.Enforcer, lim WriteLimits) error {
-	d.b.Reset()
+	d.labelFields, d.others = d.labelFields[:0], d.others[:0]
 	err := protoFields(data, "prometheus.TimeSeries", seriesFields, func(field int32, body []byte) error {
 		if field == seriesLabelsField {
-			name, value, err := readLabel(body)
-			if err != nil {
-				return err
-			}
-			d.b.Add(name, value)
+			d.labelFields = append(d.labelFields, body)
+		} else {
+			d.others = append(d.others, seriesField{field, body})
 		}
 		return nil
 	})
 	if err != nil {
 		return err
 	}
+	var cache bool
+	d.key, cache = seriesKey(d.key, seriesKeyV1, enf, lim, len(d.labelFields))
+	for _, f := range d.labelFields {
+		d.key = appendKeyPart(d.key, f)
+	}
+	built := false
+	if !cache || !acceptedSeries.has(d.key) {
+		if err := d.buildLabels(); err != nil {
+			return err
+		}
+		built = true
+		if err := checkSeries(d.ls, enf, lim); err != nil {
+			return err
+		}
+		if cache {
+			acceptedSeries.add(d.key)
+		}
+	}
+	for _, f := range d.others {
+		if err := d.checkField(i, f.field, f.body, &built, lim); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkField checks a field of the i-th series other than its labels
+// (sample, exemplar, histogram); built tells whether d.ls holds its
+// labels.
+func (d *v1Decoder) checkField(i int, field int32, body []byte, built *bool, lim WriteLimits) error {
+	unknown := false
+	switch field {
+	case seriesSamples:
+		if plainSample(body) {
+			return nil
+		}
+		var s prompb.Sample
+		if err := s.Unmarshal(body); err != nil {
+			return err
+		}
+		unknown = len(s.XXX_unrecognized) > 0
+	case seriesExemplars:
+		if !*built {
+			// For the exemplar's messages.
+			if err := d.buildLabels(); err != nil {
+				return err
+			}
+			*built = true
+		}
+		e := &d.exemplar
+		*e = prompb.Exemplar{Labels: e.Labels[:0]}
+		if err := e.Unmarshal(body); err != nil {
+			return err
+		}
+		d.eb.Reset()
+		for _, l := range e.Labels {
+			unknown = unknown || len(l.XXX_unrecognized) > 0
+			d.eb.Add(l.Name, l.Value)
+		}
+		if unknown || len(e.XXX_unrecognized) > 0 {
+			return apierror.New(apierror.BadData, "an exemplar of series %d of the remote write request has fields remote write 1.0 does not define", i)
+		}
+		d.eb.Sort()
+		d.eb.Overwrite(&d.el)
+		return checkExemplarLabels(d.el, d.ls, lim)
+	case seriesHistograms:
+		var h prompb.Histogram
+		if err := h.Unmarshal(body); err != nil {
+			return err
+		}
+		unknown = len(h.XXX_unrecognized) > 0 || unknownSpans(h.PositiveSpans) || unknownSpans(h.NegativeSpans)
+	}
+	if unknown {
+		return apierror.New(apierror.BadData, "series %d of the remote write request has fields remote write 1.0 does not define", i)
+	}
+	return nil
+}
+
+// seriesField is a field of a TimeSeries, undecoded.
+type seriesField struct {
+	field int32
+	body  []byte
+}
+
+// buildLabels reads the series' labels from d.labelFields into d.ls,
+// sorted.
+func (d *v1Decoder) buildLabels() error {
+	d.b.Reset()
+	for _, f := range d.labelFields {
+		name, value, err := readLabel(f)
+		if err != nil {
+			return err
+		}
+		d.b.Add(name, value)
+	}
 	d.b.Sort()
 	d.b.Overwrite(&d.ls)
-	if err := checkSeries(d.ls, enf, lim); err != nil {
-		return err
-	}
-	return protoFields(data, "prometheus.TimeSeries", seriesFields, func(field int32, body []byte) error {
-		unknown := false
-		switch field {
-		case seriesSamples:
-			var s prompb.Sample
-			if err := s.Unmarshal(body); err != nil {
-				return err
-			}
-			unknown = len(s.XXX_unrecognized) > 0
-		case seriesExemplars:
-			e := &d.exemplar
-			*e = prompb.Exemplar{Labels: e.Labels[:0]}
-			if err := e.Unmarshal(body); err != nil {
-				return err
-			}
-			d.eb.Reset()
-			for _, l := range e.Labels {
-				unknown = unknown || len(l.XXX_unrecognized) > 0
-				d.eb.Add(l.Name, l.Value)
-			}
-			if unknown || len(e.XXX_unrecognized) > 0 {
-				return apierror.New(apierror.BadData, "an exemplar of series %d of the remote write request has fields remote write 1.0 does not define", i)
-			}
-			d.eb.Sort()
-			d.eb.Overwrite(&d.el)
-			return checkExemplarLabels(d.el, d.ls, lim)
-		case seriesHistograms:
-			var h prompb.Histogram
-			if err := h.Unmarshal(body); err != nil {
-				return err
-			}
-			unknown = len(h.XXX_unrecognized) > 0 || unknownSpans(h.PositiveSpans) || unknownSpans(h.NegativeSpans)
-		}
-		if unknown {
-			return apierror.New(apierror.BadData, "series %d of the remote write request has fields remote write 1.0 does not define", i)
-		}
-		return nil
-	})
+	return nil
 }
 
 // readLabel reads a prometheus.Label as its generated Unmarshal does (the

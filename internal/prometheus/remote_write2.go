@@ -53,6 +53,13 @@ type v2Decoder struct {
 	ls, el  labels.Labels
 	// tl is ls with its metadata's type and unit as labels.
 	tl labels.Labels
+	// refs holds the labels_refs of d.ts, after one element of its own.
+	refs []uint32
+	// key is the series' key in acceptedSeries.
+	key, scratch []byte
+	// uncached decides on every series, remembered or not (the
+	// reference of the tests).
+	uncached bool
 }
 
 // v2Decoders keeps decoders for reuse. One that read a request of more
@@ -73,6 +80,8 @@ func checkWriteV2(raw []byte, enf *promql.Enforcer, lim WriteLimits) error {
 			clear(d.symbols[:cap(d.symbols)])
 			clear(d.series[:cap(d.series)])
 			d.symbols, d.series = d.symbols[:0], d.series[:0]
+			clear(d.key[:cap(d.key)])
+			d.key = d.key[:0]
 			d.resetSeries()
 			clear(d.ts.Samples[:cap(d.ts.Samples)])
 			clear(d.ts.Histograms[:cap(d.ts.Histograms)])
@@ -88,7 +97,14 @@ func checkWriteV2(raw []byte, enf *promql.Enforcer, lim WriteLimits) error {
 	}
 	for i, data := range d.series {
 		d.resetSeries()
-		if err := d.ts.Unmarshal(data); err != nil {
+		// The generated Unmarshal allocates labels_refs anew when it
+		// finds the slice empty, and appends to it otherwise: given one
+		// element ahead of those it reads, it reuses d.refs.
+		d.ts.LabelsRefs = append(d.refs[:0], 0)
+		err := d.ts.Unmarshal(data)
+		d.refs = d.ts.LabelsRefs
+		d.ts.LabelsRefs = d.ts.LabelsRefs[1:]
+		if err != nil {
 			return apierror.New(apierror.BadData, "invalid remote write 2.0 request: %v", err)
 		}
 		if err := d.check(i, &d.ts, d.symbols, enf, lim); err != nil {
@@ -111,7 +127,7 @@ const (
 	requestTimeseries = 5
 )
 
-var requestFields = []int32{requestSymbols, requestTimeseries}
+var requestFields = fields(requestSymbols, requestTimeseries)
 
 // scan reads the request's symbols and series (undecoded), as
 // writev2.Request.Unmarshal reads them; the symbols are views of raw
@@ -132,6 +148,24 @@ func (d *v2Decoder) check(i int, ts *writev2.TimeSeries, syms []string, enf *pro
 	if unknownV2(ts) {
 		return apierror.New(apierror.BadData, "series %d of the remote write 2.0 request has fields io.prometheus.write.v2.Request does not define", i)
 	}
+	md := &ts.Metadata
+	// A series whose labels and metadata are well formed may have been
+	// accepted before (acceptedSeries): its labels are then only
+	// resolved for its exemplars' messages.
+	cache := false
+	if !d.uncached && refsInRange(ts.LabelsRefs, len(syms)) && int(md.HelpRef) < len(syms) && int(md.UnitRef) < len(syms) {
+		d.key, cache = seriesKey(d.key, seriesKeyV2, enf, lim, len(ts.LabelsRefs)+2)
+		for _, r := range ts.LabelsRefs {
+			d.key = appendKeyPart(d.key, syms[r])
+		}
+		d.scratch = strconv.AppendInt(d.scratch[:0], int64(md.Type), 10)
+		d.key = appendKeyPart(d.key, d.scratch)
+		d.key = appendKeyPart(d.key, syms[md.UnitRef])
+	}
+	known := cache && acceptedSeries.has(d.key)
+	if known && len(ts.Exemplars) == 0 {
+		return nil
+	}
 	// Two builders: the series' labels stay valid while its exemplars'
 	// are built. Overwrite reuses one buffer for every series.
 	if err := resolveRefs(&d.b, ts.LabelsRefs, syms); err != nil {
@@ -139,14 +173,19 @@ func (d *v2Decoder) check(i int, ts *writev2.TimeSeries, syms []string, enf *pro
 	}
 	d.b.Overwrite(&d.ls)
 	ls := d.ls
-	if err := checkSeries(ls, enf, lim); err != nil {
-		return err
-	}
-	if md := &ts.Metadata; int(md.HelpRef) >= len(syms) || int(md.UnitRef) >= len(syms) {
-		return apierror.New(apierror.BadData, "series %s: metadata help_ref %d or unit_ref %d outside of the symbols table (size %d)", shortLabels(ls), md.HelpRef, md.UnitRef, len(syms))
-	}
-	if err := d.checkTypeAndUnit(ts, ls, syms, enf, lim); err != nil {
-		return err
+	if !known {
+		if err := checkSeries(ls, enf, lim); err != nil {
+			return err
+		}
+		if int(md.HelpRef) >= len(syms) || int(md.UnitRef) >= len(syms) {
+			return apierror.New(apierror.BadData, "series %s: metadata help_ref %d or unit_ref %d outside of the symbols table (size %d)", shortLabels(ls), md.HelpRef, md.UnitRef, len(syms))
+		}
+		if err := d.checkTypeAndUnit(ts, ls, syms, enf, lim); err != nil {
+			return err
+		}
+		if cache {
+			acceptedSeries.add(d.key)
+		}
 	}
 	for j := range ts.Exemplars {
 		if err := resolveRefs(&d.eb, ts.Exemplars[j].LabelsRefs, syms); err != nil {
@@ -195,6 +234,20 @@ func (e *refsError) Error() string {
 		return "has an odd number of references (name and value pairs expected)"
 	}
 	return "refers to symbol " + strconv.Itoa(e.ref) + ", outside of the symbols table (size " + strconv.Itoa(e.len) + ")"
+}
+
+// refsInRange reports whether refs are pairs of references into a table
+// of n symbols.
+func refsInRange(refs []uint32, n int) bool {
+	if len(refs)%2 != 0 {
+		return false
+	}
+	for _, r := range refs {
+		if int(r) >= n {
+			return false
+		}
+	}
+	return true
 }
 
 // resolveRefs adds the labels refs name to b, sorted, as Prometheus

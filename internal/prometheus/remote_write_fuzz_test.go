@@ -69,7 +69,7 @@ func refCheckV2(raw []byte, enf *promql.Enforcer, lim WriteLimits) error {
 	if n := len(req.Timeseries); n > lim.MaxSeries {
 		return apierror.New(apierror.TooLarge, "remote write request has %d series, more than %d", n, lim.MaxSeries)
 	}
-	d := &v2Decoder{b: labels.NewScratchBuilder(0), eb: labels.NewScratchBuilder(0)}
+	d := &v2Decoder{b: labels.NewScratchBuilder(0), eb: labels.NewScratchBuilder(0), uncached: true}
 	for i := range req.Timeseries {
 		if err := d.check(i, &req.Timeseries[i], req.Symbols, enf, lim); err != nil {
 			return err

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"unicode/utf8"
 
 	"github.com/golang/snappy"
@@ -50,13 +51,13 @@ func readWriteBody(r *http.Request, lim WriteLimits, dflt string, accepted ...st
 	if !known {
 		return nil, nil, apierror.New(apierror.UnsupportedMedia, "unsupported Content-Encoding %q: this endpoint accepts %s", enc, strings.Join(accepted, ", "))
 	}
-	sent, err = readBounded(r, lim.MaxBodyBytes)
+	sent, err = readBounded(getWriteBuffer(), r, lim.MaxBodyBytes)
 	if err != nil {
 		return nil, nil, err
 	}
 	switch enc {
 	case encodingSnappy:
-		raw, err = decodeSnappy(sent, lim.MaxDecodedBytes)
+		raw, err = decodeSnappy(getWriteBuffer(), sent, lim.MaxDecodedBytes)
 	case encodingGzip:
 		raw, err = decodeGzip(sent, lim.MaxDecodedBytes)
 	case encodingIdentity, "":
@@ -73,12 +74,47 @@ func readWriteBody(r *http.Request, lim WriteLimits, dflt string, accepted ...st
 	return sent, raw, nil
 }
 
-// readBounded reads r's body, at most limit bytes.
-func readBounded(r *http.Request, limit int64) ([]byte, error) {
+// writeBuffers keeps the buffers of remote write bodies (as sent, and
+// decoded) from one request to the next: a batch is tens to hundreds of
+// kilobytes, allocated and collected on every request otherwise. A
+// buffer is cleared when put back: a pooled buffer holds nothing of a
+// request. Buffers larger than maxPooledWriteBuffer are left to the garbage
+// collector.
+var writeBuffers sync.Pool
+
+const maxPooledWriteBuffer = 4 << 20
+
+// getWriteBuffer is an empty buffer, with room when one is pooled.
+func getWriteBuffer() []byte {
+	if p, ok := writeBuffers.Get().(*[]byte); ok {
+		return (*p)[:0]
+	}
+	return nil
+}
+
+// putWriteBuffers gives back the buffers of readWriteBody (sent and raw,
+// which may be the same), once nothing refers to them any more.
+func putWriteBuffers(sent, raw []byte) {
+	put := func(b []byte) {
+		if c := cap(b); c > 0 && c <= maxPooledWriteBuffer {
+			b = b[:c]
+			clear(b)
+			writeBuffers.Put(&b)
+		}
+	}
+	put(sent)
+	if cap(raw) > 0 && (cap(sent) == 0 || &raw[:1][0] != &sent[:1][0]) {
+		put(raw)
+	}
+}
+
+// readBounded reads r's body, at most limit bytes, into dst's room (or
+// a new buffer).
+func readBounded(dst []byte, r *http.Request, limit int64) ([]byte, error) {
 	if r.ContentLength > limit {
 		return nil, apierror.New(apierror.TooLarge, "request body larger than %d bytes", limit)
 	}
-	var buf bytes.Buffer
+	buf := bytes.NewBuffer(dst[:0])
 	if r.ContentLength > 0 {
 		// One allocation of the announced size (and one byte to see
 		// the end); the bound below holds whatever it announced.
@@ -96,9 +132,9 @@ func readBounded(r *http.Request, limit int64) ([]byte, error) {
 }
 
 // decodeSnappy decodes a snappy block whose header announces at most
-// limit bytes. The header is all snappy.Decode allocates by, and the
-// decoder never writes past it.
-func decodeSnappy(b []byte, limit int64) ([]byte, error) {
+// limit bytes, into dst's room when it is enough. The header is all
+// snappy.Decode allocates by, and the decoder never writes past it.
+func decodeSnappy(dst, b []byte, limit int64) ([]byte, error) {
 	n, err := snappy.DecodedLen(b)
 	if errors.Is(err, snappy.ErrTooLarge) {
 		return nil, apierror.New(apierror.TooLarge, "request body decompresses to more than %d bytes", limit)
@@ -109,7 +145,10 @@ func decodeSnappy(b []byte, limit int64) ([]byte, error) {
 	if int64(n) > limit {
 		return nil, apierror.New(apierror.TooLarge, "request body decompresses to %d bytes, more than %d", n, limit)
 	}
-	raw, err := snappy.Decode(make([]byte, n), b)
+	if cap(dst) < n {
+		dst = make([]byte, n)
+	}
+	raw, err := snappy.Decode(dst[:n], b)
 	if err != nil {
 		return nil, apierror.New(apierror.BadData, "request body is not snappy-compressed: %v", err)
 	}

@@ -1,6 +1,7 @@
 package upstream
 
 import (
+	"bytes"
 	"encoding/base64"
 	"fmt"
 	"io"
@@ -81,9 +82,31 @@ func (u *Upstream) newRequest(r *http.Request, forwards bool) (*request, error) 
 	return rq, nil
 }
 
+// InMemory makes b the body of r, sent as it is: the upstream writes
+// these bytes themselves rather than a copy (a write request's body, read
+// and checked whole, is forwarded so). b must not change until r is
+// served.
+func InMemory(r *http.Request, b []byte) {
+	r.Body = memBody{bytes.NewReader(b), b}
+	r.ContentLength = int64(len(b))
+	r.TransferEncoding = nil
+	r.GetBody = func() (io.ReadCloser, error) { return memBody{bytes.NewReader(b), b}, nil }
+}
+
+// memBody is a body set by InMemory.
+type memBody struct {
+	*bytes.Reader
+	b []byte
+}
+
+func (memBody) Close() error { return nil }
+
 // bodyInMemory returns the body of r when it is known without reading
 // the client: none, or one promgate built (GetBody set, length known).
 func bodyInMemory(r *http.Request) (body []byte, ok bool) {
+	if mb, isMem := r.Body.(memBody); isMem && int64(len(mb.b)) == r.ContentLength {
+		return mb.b, true
+	}
 	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 && r.GetBody == nil {
 		return nil, r.ContentLength <= 0 && len(r.TransferEncoding) == 0
 	}
@@ -210,11 +233,23 @@ func (u *Upstream) writeRequest(c *conn, rq *request) error {
 		b = append(b, "\r\n"...)
 	}
 	b = append(b, "\r\n"...)
+	if len(rq.body) > copiedBody {
+		// The head and the body as they are, in one system call
+		// where the connection allows (writev).
+		c.buf = b
+		bufs := net.Buffers{b, rq.body}
+		_, err := bufs.WriteTo(c.nc)
+		return err
+	}
 	b = append(b, rq.body...)
 	c.buf = b
 	_, err := c.nc.Write(b)
 	return err
 }
+
+// copiedBody is the longest body copied after the head into one buffer;
+// a longer one is written from where it is.
+const copiedBody = 16 << 10
 
 func appendHeader(b []byte, name string, values []string) ([]byte, error) {
 	if !httpguts.ValidHeaderFieldName(name) {
