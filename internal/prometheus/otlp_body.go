@@ -1,9 +1,6 @@
 package prometheus
 
 import (
-	"bytes"
-	"compress/gzip"
-	"io"
 	"net/http"
 	"strings"
 
@@ -84,28 +81,9 @@ func readOTLPBody(r *http.Request, lim WriteLimits) (*otlpBody, error) {
 		b.decoded = b.sent
 		return b, nil
 	}
-	b.decoded, err = gunzipBounded(b.sent, maxDecoded)
+	b.decoded, err = decodeGzip(b.sent, maxDecoded)
 	if err != nil {
 		return nil, err
 	}
 	return b, nil
-}
-
-// gunzipBounded inflates a gzip body (several members are read as one,
-// as Go's and so Prometheus' reader does), refusing it as soon as it
-// would exceed limit bytes.
-func gunzipBounded(sent []byte, limit int64) ([]byte, error) {
-	zr, err := gzip.NewReader(bytes.NewReader(sent))
-	if err != nil {
-		return nil, apierror.New(apierror.BadData, "request body is not gzip-compressed: %v", err)
-	}
-	var out bytes.Buffer
-	n, err := out.ReadFrom(io.LimitReader(zr, limit+1))
-	if err != nil {
-		return nil, apierror.New(apierror.BadData, "request body is not valid gzip: %v", err)
-	}
-	if n > limit {
-		return nil, apierror.New(apierror.TooLarge, "request body decompresses to more than %d bytes", limit)
-	}
-	return out.Bytes(), nil
 }
