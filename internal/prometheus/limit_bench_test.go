@@ -1,0 +1,68 @@
+package prometheus
+
+import (
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/promgate/promgate/internal/limits"
+	"github.com/promgate/promgate/internal/upstream"
+)
+
+// BenchmarkSeriesLimit is the small query through the whole handler and a
+// real upstream client on loopback, with and without max_series, against
+// an upstream that does not read limit (2.42): what counting the answer
+// costs on the path make bench measures.
+func BenchmarkSeriesLimit(b *testing.B) {
+	answer := `{"status":"success","data":{"resultType":"vector","result":[` +
+		strings.Repeat(`{"metric":{"__name__":"up","instance":"host-01:9100","job":"node","tenant":"t0"},"value":[1699999200,"1"]},`, 7) +
+		`{"metric":{"__name__":"up","instance":"host-08:9100","job":"node","tenant":"t0"},"value":[1699999200,"1"]}]}}`
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		if r.URL.Path == "/api/v1/status/buildinfo" {
+			_, _ = w.Write([]byte(`{"status":"success","data":{"version":"2.42.0"}}`))
+			return
+		}
+		_, _ = w.Write([]byte(answer))
+	}))
+	b.Cleanup(srv.Close)
+	base, _ := url.Parse(srv.URL)
+	up, err := upstream.New(upstream.Options{URL: base}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(up.Close)
+	api := New(up, Options{})
+	e := enforcer(&testing.T{}, `{tenant="t0"}`)
+	for _, tc := range []struct {
+		name string
+		l    *limits.Limits
+		gzip bool
+	}{
+		{"none", nil, false},
+		{"max_series", &limits.Limits{MaxSeries: 100000}, false},
+		{"none/gzip", nil, true},
+		{"max_series/gzip", &limits.Limits{MaxSeries: 100000}, true},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				r := httptest.NewRequest("GET", "/api/v1/query?query=up&time=1699999200", nil)
+				if tc.gzip {
+					r.Header.Set("Accept-Encoding", "gzip")
+				}
+				if tc.l != nil {
+					r = r.WithContext(limits.NewContext(r.Context(), tc.l))
+				}
+				w := httptest.NewRecorder()
+				api.Handle(w, r, "/api/v1/query", e)
+				if w.Code != 200 || w.Body.Len() < 100 {
+					b.Fatalf("status %d: %s", w.Code, w.Body)
+				}
+			}
+		})
+	}
+}
