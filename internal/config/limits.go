@@ -21,6 +21,8 @@ type Limits struct {
 	MaxQueueWait   *Duration       `yaml:"max_queue_wait"`
 	Rate           *float64        `yaml:"rate"`
 	Burst          *int            `yaml:"burst"`
+	UpstreamTime   *float64        `yaml:"upstream_time"`
+	UpstreamBurst  *Duration       `yaml:"upstream_time_burst"`
 	MaxRange       *Duration       `yaml:"max_range"`
 	MaxLookback    *Duration       `yaml:"max_lookback"`
 	MinStep        *Duration       `yaml:"min_step"`
@@ -90,6 +92,13 @@ func (v *validator) limits(l *Limits, where string, key, n *yaml.Node) {
 	}
 	if l.Burst != nil && *l.Burst > 0 && (l.Rate == nil || *l.Rate == 0) {
 		v.errorf(at("burst"), "%s.burst needs rate", where)
+	}
+	if l.UpstreamTime != nil && (*l.UpstreamTime < 0 || math.IsNaN(*l.UpstreamTime) || math.IsInf(*l.UpstreamTime, 0)) {
+		v.errorf(at("upstream_time"), "%s.upstream_time must be a non-negative number of seconds of upstream time per second (0 lifts the limit)", where)
+	}
+	nonNegDur("upstream_time_burst", l.UpstreamBurst)
+	if l.UpstreamBurst != nil && *l.UpstreamBurst > 0 && (l.UpstreamTime == nil || *l.UpstreamTime == 0) {
+		v.errorf(at("upstream_time_burst"), "%s.upstream_time_burst needs upstream_time", where)
 	}
 	if l.MaxQueueWait != nil && time.Duration(*l.MaxQueueWait) > time.Minute {
 		v.errorf(at("max_queue_wait"), "%s.max_queue_wait must be at most 1m: the queue is meant to be short", where)
@@ -177,6 +186,13 @@ func (c *Config) LimitsFor(rules []string) *limits.Limits {
 		}
 	}
 	setInt(&out.Burst, func(l *Limits) *int { return l.Burst })
+	for _, l := range chain {
+		if l.UpstreamTime != nil {
+			out.UpstreamTime = *l.UpstreamTime
+			break
+		}
+	}
+	setDur(&out.UpstreamTimeBurst, func(l *Limits) *Duration { return l.UpstreamBurst })
 	setDur(&out.MaxRange, func(l *Limits) *Duration { return l.MaxRange })
 	setDur(&out.MaxLookback, func(l *Limits) *Duration { return l.MaxLookback })
 	setDur(&out.MinStep, func(l *Limits) *Duration { return l.MinStep })
@@ -191,7 +207,7 @@ func (c *Config) LimitsFor(rules []string) *limits.Limits {
 	}
 	// Admission state outlives a reload when the user's admission limits
 	// did not change; the ID says which they are.
-	out.ID = fmt.Sprintf("%s|%d|%s|%g|%d", out.ID, out.MaxConcurrent, out.MaxQueueWait, out.Rate, out.Burst)
+	out.ID = fmt.Sprintf("%s|%d|%s|%g|%d|%g|%s", out.ID, out.MaxConcurrent, out.MaxQueueWait, out.Rate, out.Burst, out.UpstreamTime, out.UpstreamTimeBurst)
 	if !out.Admission() && !out.Guards() {
 		return nil
 	}

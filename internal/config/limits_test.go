@@ -27,11 +27,13 @@ func TestLimitsValidation(t *testing.T) {
   max_queue_wait: 2m
   max_points: -5
   max_series: -1
+  upstream_time: -0.5
 policies:
   - name: p
     subjects: [user:a]
     allow_all: true
 `, []string{
+			`line 14: limits.upstream_time must be a non-negative number of seconds of upstream time per second`,
 			`line 9: limits.max_concurrent must not be negative`,
 			`line 10: limits.rate must be a non-negative number`,
 			`line 11: limits.max_queue_wait must be at most 1m`,
@@ -48,11 +50,13 @@ policies:
       blocked_queries:
         - pattern: "up("
         - reason: no pattern
+      upstream_time_burst: 10s
 `, []string{
 			`line 13: policy "p": limits.burst needs rate`,
 			`line 14: policy "p": limits.max_queue_wait must be at most 1m`,
 			`line 16: policy "p": limits.blocked_queries #1: invalid pattern "up(": error parsing regexp: missing closing ): ` + "`up(`",
 			`line 17: policy "p": limits.blocked_queries #2: pattern is required`,
+			`line 18: policy "p": limits.upstream_time_burst needs upstream_time`,
 		}},
 		{"unknown key", `limits:
   max_rate: 5
@@ -81,6 +85,7 @@ func TestLimitsFor(t *testing.T) {
   max_concurrent: 4
   max_range: 30d
   max_series: 500
+  upstream_time: 0.25
   blocked_queries:
     - pattern: 'count\(\{.*\}\)'
       reason: too expensive
@@ -92,6 +97,8 @@ policies:
       rate: 1
       burst: 2
       max_lookback: 1w
+      upstream_time: 0.05
+      upstream_time_burst: 3s
   - name: team-b
     subjects: [user:b, user:ab]
     selectors: ['{team="b"}']
@@ -114,15 +121,19 @@ policies:
 		maxRange, lookback   time.Duration
 		blocked              int
 		maxSeries            int
+		upstreamTime         float64
+		timeBurst            time.Duration
 	}{
-		{[]string{"team-a"}, 1, 2, 4, 30 * 24 * time.Hour, 7 * 24 * time.Hour, 1, 500},
-		{[]string{"team-b"}, 100, 0, 0, 30 * 24 * time.Hour, 0, 0, 20},
+		{[]string{"team-a"}, 1, 2, 4, 30 * 24 * time.Hour, 7 * 24 * time.Hour, 1, 500, 0.05, 3 * time.Second},
+		// The default burst: a minute of upstream_time.
+		{[]string{"team-b"}, 100, 0, 0, 30 * 24 * time.Hour, 0, 0, 20, 0.25, 15 * time.Second},
 		// The first policy that sets a key wins.
-		{[]string{"team-a", "team-b"}, 1, 2, 0, 30 * 24 * time.Hour, 7 * 24 * time.Hour, 0, 20},
-		{[]string{"admins"}, 10, 0, 4, 30 * 24 * time.Hour, 0, 1, 500},
+		{[]string{"team-a", "team-b"}, 1, 2, 0, 30 * 24 * time.Hour, 7 * 24 * time.Hour, 0, 20, 0.05, 3 * time.Second},
+		{[]string{"admins"}, 10, 0, 4, 30 * 24 * time.Hour, 0, 1, 500, 0.25, 15 * time.Second},
 	} {
 		l := cfg.LimitsFor(tc.rules)
 		if l == nil || l.Rate != tc.rate || l.Burst != tc.burst || l.MaxConcurrent != tc.maxConcurrent || l.MaxSeries != tc.maxSeries ||
+			l.UpstreamTime != tc.upstreamTime || l.TimeBurst() != tc.timeBurst ||
 			l.MaxRange != tc.maxRange || l.MaxLookback != tc.lookback || len(l.Blocked) != tc.blocked || l.MaxQueueWait != DefaultMaxQueueWait {
 			t.Errorf("%v: got %+v", tc.rules, l)
 		}

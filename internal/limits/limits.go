@@ -1,5 +1,6 @@
 // Package limits keeps one tenant from starving the others: admission
-// (request rate and concurrent requests, answered 429 with Retry-After) and
+// (request rate, upstream time and concurrent requests, answered 429 with
+// Retry-After) and
 // query guards (range, lookback, step, points, length and blocked patterns,
 // answered 422), per policy with a global default.
 //
@@ -28,6 +29,13 @@ type Limits struct {
 	// Rate is requests per second (token bucket) with Burst tokens.
 	Rate  float64
 	Burst int
+	// UpstreamTime is the seconds of upstream time per second a user may
+	// spend on average, saved up to UpstreamTimeBurst: a bucket of time
+	// that each request draws on by how long it was in flight, charged
+	// when it ends. Request counts cannot tell a query of 1 ms from one
+	// of 10 s; this bounds a user's share of the upstream's time.
+	UpstreamTime      float64
+	UpstreamTimeBurst time.Duration
 
 	// Query guards, for /api/v1/query and /api/v1/query_range.
 	MaxRange       time.Duration // end - start of a range query
@@ -55,9 +63,18 @@ type Blocked struct {
 	Reason  string
 }
 
-// Admission reports whether rate or concurrency is limited.
+// Admission reports whether rate, upstream time or concurrency is limited.
 func (l *Limits) Admission() bool {
-	return l != nil && (l.Rate > 0 || l.MaxConcurrent > 0)
+	return l != nil && (l.Rate > 0 || l.MaxConcurrent > 0 || l.UpstreamTime > 0)
+}
+
+// TimeBurst is UpstreamTimeBurst, or its default: a minute of
+// UpstreamTime, at least a second.
+func (l *Limits) TimeBurst() time.Duration {
+	if l.UpstreamTimeBurst > 0 {
+		return l.UpstreamTimeBurst
+	}
+	return max(time.Second, time.Duration(l.UpstreamTime*float64(time.Minute)))
 }
 
 // Guards reports whether any query guard is set.

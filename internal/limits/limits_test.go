@@ -5,6 +5,7 @@ import (
 	"errors"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -220,5 +221,114 @@ func TestCheckQueryUnparsable(t *testing.T) {
 	var le *Error
 	if err == nil || errors.As(err, &le) {
 		t.Fatalf("got %v, want a parse error that is not a limit's", err)
+	}
+}
+
+func TestAdmitUpstreamTime(t *testing.T) {
+	reg := NewRegistry(time.Minute)
+	now := t0
+	var mu sync.Mutex
+	reg.now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+	l := &Limits{UpstreamTime: 0.1, UpstreamTimeBurst: time.Second, ID: "t"}
+	admit := func(user string) (func(), *Error) {
+		t.Helper()
+		release, err := reg.Admit(context.Background(), user, l)
+		if err == nil {
+			return release, nil
+		}
+		var le *Error
+		if !errors.As(err, &le) || le.Kind != TooMany || le.Limit != "upstream_time" {
+			t.Fatalf("got %v, want a refusal by upstream_time", err)
+		}
+		return nil, le
+	}
+	// Two queries of 0.6 s: the first within the burst, the second starts
+	// on what is left and ends in debt.
+	for i := range 2 {
+		release, le := admit("alice")
+		if le != nil {
+			t.Fatalf("query %d refused: %v", i, le)
+		}
+		advance(600 * time.Millisecond)
+		release()
+	}
+	// Balance: 1 - 0.6 + 0.06 - 0.6 = -0.14 s, waited out at 0.1 s/s.
+	_, le := admit("alice")
+	if le == nil {
+		t.Fatal("in debt and admitted")
+	}
+	if le.RetryAfter < 1390*time.Millisecond || le.RetryAfter > 1410*time.Millisecond || le.RetryAfterSeconds() != "2" {
+		t.Errorf("Retry-After %s (%s), want 1.4s (2)", le.RetryAfter, le.RetryAfterSeconds())
+	}
+	if !strings.Contains(le.Msg, `user "alice" has used its share of 0.1 seconds of upstream time per second (upstream_time_burst 1s)`) {
+		t.Errorf("message: %s", le.Msg)
+	}
+	// Another user has time of its own.
+	if release, le := admit("bob"); le != nil {
+		t.Fatalf("bob refused for alice's time: %v", le)
+	} else {
+		release()
+	}
+	advance(1500 * time.Millisecond)
+	release, le := admit("alice")
+	if le != nil {
+		t.Fatalf("after the debt is waited out: %v", le)
+	}
+	// A request still running counts as it goes: alice cannot start more
+	// while one runs long, though nothing is charged yet.
+	advance(2 * time.Second)
+	if _, le := admit("alice"); le == nil {
+		t.Fatal("admitted while a running request has used up the time")
+	}
+	release()
+
+	// A request queued behind max_concurrent is checked again when it
+	// gets its slot: the one before it may have used up the time.
+	lq := &Limits{UpstreamTime: 0.1, UpstreamTimeBurst: time.Second, MaxConcurrent: 1, MaxQueueWait: time.Minute, ID: "q"}
+	first, err := reg.Admit(context.Background(), "carol", lq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan error)
+	go func() {
+		release, err := reg.Admit(context.Background(), "carol", lq)
+		if err == nil {
+			release()
+		}
+		got <- err
+	}()
+	time.Sleep(20 * time.Millisecond) // queued
+	advance(3 * time.Second)
+	first()
+	var qe *Error
+	if err := <-got; !errors.As(err, &qe) || qe.Limit != "upstream_time" {
+		t.Fatalf("queued request after the time ran out: %v", err)
+	}
+}
+
+func TestEvictionKeepsDebt(t *testing.T) {
+	reg := NewRegistry(time.Minute)
+	now := t0
+	reg.now = func() time.Time { return now }
+	l := &Limits{UpstreamTime: 0.01, UpstreamTimeBurst: time.Second, ID: "d"}
+	release, err := reg.Admit(context.Background(), "alice", l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now = now.Add(5 * time.Second)
+	release() // 4 s in debt: 500 s to fill at 0.01 s/s
+	now = now.Add(2 * time.Minute)
+	reg.Admit(context.Background(), "sweeper", l)
+	if n := reg.Len(); n != 2 {
+		t.Fatalf("%d users tracked: the one in debt was dropped", n)
+	}
+	if _, err := reg.Admit(context.Background(), "alice", l); err == nil {
+		t.Fatal("debt forgotten")
+	}
+	now = now.Add(400 * time.Second) // full again: 500 s after the charge
+	reg.Admit(context.Background(), "sweeper", l)
+	if n := reg.Len(); n != 1 {
+		t.Fatalf("%d users tracked, want the full one dropped", n)
 	}
 }
