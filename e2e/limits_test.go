@@ -100,7 +100,7 @@ func TestLimits(t *testing.T) {
 	proxy := startCountingProxy(t, prom.url, 600*time.Millisecond)
 	dir := t.TempDir()
 	var users []string
-	for _, u := range []string{"alice", "bob", "carol", "dave"} {
+	for _, u := range []string{"alice", "bob", "carol", "dave", "erin", "frank"} {
 		users = append(users, fmt.Sprintf("    %s: %s", u, authHash(t, u+"-pw", bcrypt.MinCost)))
 	}
 	file := filepath.Join(dir, "promgate.yml")
@@ -131,6 +131,14 @@ policies:
     subjects: ["user:dave"]
     selectors: ['{team="a"}']
     limits: {max_range: 1h, max_lookback: 30d, min_step: 10s, max_points: 100}
+  - name: erin
+    subjects: ["user:erin"]
+    selectors: ['{team="c"}']
+    limits: {upstream_time: 0.1, upstream_time_burst: 500ms}
+  - name: frank
+    subjects: ["user:frank"]
+    selectors: ['{team="b"}']
+    limits: {upstream_time: 0.1, upstream_time_burst: 500ms}
 `, proxy.url, strings.Join(users, "\n")))
 	gate, err := startServer(t, "promgate-limits", dir, bin, func(addr string) []string {
 		return []string{"--config.file=" + file, "--web.listen-address=" + addr}
@@ -224,11 +232,47 @@ policies:
 		}
 	})
 
-	t.Run("a flood of slow queries does not slow another tenant", func(t *testing.T) {
+	t.Run("a tenant over its upstream time gets 429, cheap queries pass", func(t *testing.T) {
+		// frank's 20 quick queries take a few milliseconds each: far
+		// under his half second, whatever their count.
+		for i := range 20 {
+			if a := limitGet(t, gate.url, "frank", instant); a.code != 200 {
+				t.Fatalf("frank's quick query %d: %d %s", i, a.code, truncate(a.body, 300))
+			}
+		}
+		// erin's query is slow (600 ms at the proxy): it starts on her
+		// 500 ms and leaves her in debt.
+		begin := time.Now()
+		if a := limitGet(t, gate.url, "erin", instant); a.code != 200 {
+			t.Fatalf("erin's first query: %d %s", a.code, truncate(a.body, 300))
+		}
+		a := limitGet(t, gate.url, "erin", instant)
+		if a.code != 429 || errorEnvelope([]byte(a.body), "too_many_requests") != nil ||
+			!strings.Contains(a.body, `too much upstream time: user \"erin\" has used its share of 0.1 seconds of upstream time per second (upstream_time_burst 500ms)`) {
+			t.Fatalf("erin in debt: %d %s", a.code, truncate(a.body, 400))
+		}
+		wait, err := strconv.Atoi(a.retryAfter)
+		if err != nil || wait < 1 || wait > 2 {
+			t.Fatalf("Retry-After %q, want 1 or 2 (a debt under 0.2 s at 0.1 s/s)", a.retryAfter)
+		}
+		if b := limitGet(t, gate.url, "bob", instant); b.code != 200 {
+			t.Errorf("bob, while erin is in debt: %d %s", b.code, b.body)
+		}
+		// Retry-After is when the debt is paid: then she passes.
+		time.Sleep(time.Until(begin.Add(600*time.Millisecond + time.Duration(wait)*time.Second)))
+		if a := limitGet(t, gate.url, "erin", instant); a.code != 200 {
+			t.Errorf("erin after Retry-After: %d %s", a.code, truncate(a.body, 300))
+		}
+	})
+
+	t.Run("a flood of slow queries is refused while another tenant is served", func(t *testing.T) {
 		// bob's latency alone, then while carol floods with slow queries
-		// from 8 connections: her one slot is taken, the rest are 429.
-		// Her queries are slow at the proxy (they hold her slot, not the
-		// CPU): what is measured is that her refusals cost bob nothing.
+		// from 8 connections: her one slot is taken, the rest are 429,
+		// and all of bob's pass. Her queries are slow at the proxy (they
+		// hold her slot, not the CPU). The latencies are printed, not
+		// judged: on a shared machine they are noise; make bench measures
+		// bob's p99 under a flood that loads Prometheus
+		// (TestNoisyNeighbourP99).
 		latencies := func() (p50, p99 time.Duration) {
 			var ds []time.Duration
 			for range 300 {
@@ -244,7 +288,7 @@ policies:
 		alone50, alone99 := latencies()
 		stop := make(chan struct{})
 		var flood sync.WaitGroup
-		var refused atomic.Int64
+		var refused, other atomic.Int64
 		for range 8 {
 			flood.Go(func() {
 				for {
@@ -253,8 +297,12 @@ policies:
 						return
 					default:
 					}
-					if a := limitGet(t, gate.url, "carol", instant); a.code == 429 {
+					switch a := limitGet(t, gate.url, "carol", instant); a.code {
+					case 429:
 						refused.Add(1)
+					case 200:
+					default:
+						other.Add(1)
 					}
 				}
 			})
@@ -263,19 +311,10 @@ policies:
 		flood50, flood99 := latencies()
 		close(stop)
 		flood.Wait()
-		// Measured again after: the worse of the two is the baseline, so
-		// that the shared machine's noise does not fail the test.
-		if after50, after99 := latencies(); after99 > alone99 {
-			alone50, alone99 = after50, after99
-		}
-		t.Logf("bob alone: p50 %s p99 %s; during carol's flood (%d of her requests refused): p50 %s p99 %s (%+.1f %%)",
-			alone50, alone99, refused.Load(), flood50, flood99, 100*(float64(flood99)/float64(alone99)-1))
-		if refused.Load() == 0 {
-			t.Errorf("carol's flood was never refused")
-		}
-		// 10 %, with a millisecond for the scheduler of a shared machine.
-		if flood99 > alone99*110/100+time.Millisecond {
-			t.Errorf("bob's p99 went from %s to %s during carol's flood", alone99, flood99)
+		t.Logf("bob alone: p50 %s p99 %s; during carol's flood (%d of her requests refused): p50 %s p99 %s",
+			alone50, alone99, refused.Load(), flood50, flood99)
+		if refused.Load() == 0 || other.Load() != 0 {
+			t.Errorf("carol's flood: %d refused with 429, %d answered otherwise; want some 429 and only 200 or 429", refused.Load(), other.Load())
 		}
 	})
 
