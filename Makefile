@@ -71,9 +71,10 @@ demo: deps
 # path (SPEC section 9), which costs a factor of ten or more, far beyond the
 # noise of its medians; pipefail lets its failure through grep's filter.
 # Then bob's p99 latency alone and while alice floods Prometheus with heavy
-# queries, with her max_concurrent 1 and without (e2e, enforced: at most
-# 10 % above alone plus the baseline's own noise with the limit, a clear
-# rise without it; about 2 minutes).
+# queries, with her max_concurrent 1, with a share of the upstream's time
+# (upstream_time) and without a limit (e2e, enforced: with the share at
+# most 10 % above alone plus the baseline's own noise, a clear rise
+# without a limit; about 2 minutes).
 # The tool ends with its cost curves and write cases (about 3 minutes).
 # Under 15 minutes.
 bench: deps
