@@ -409,6 +409,7 @@ policies:
     limits:
       rate: 1000000
       max_concurrent: 10000
+      upstream_time: 10000
       max_range: 30d
       max_lookback: 36500d
       min_step: 1s
