@@ -8,11 +8,11 @@ import (
 )
 
 // BenchmarkLimits is the limits' own work on one small query: admission
-// (rate and concurrency) and every query guard, the reach cached as for a
+// (rate, upstream time and concurrency) and every query guard, the reach cached as for a
 // dashboard's repeated query. Compare with BenchmarkLimits of package
 // server, the whole small-query path.
 func BenchmarkLimits(b *testing.B) {
-	l := &Limits{Rate: 1e9, Burst: 1e9, MaxConcurrent: 1000, MaxQueueWait: time.Second,
+	l := &Limits{Rate: 1e9, Burst: 1e9, MaxConcurrent: 1000, MaxQueueWait: time.Second, UpstreamTime: 1e9,
 		MaxRange: 24 * time.Hour, MaxLookback: 30 * 24 * time.Hour, MinStep: time.Second, MaxPoints: 11000, MaxQueryLength: 4096,
 		Blocked: []Blocked{{Pattern: regexp.MustCompile(`^(?:count\(\{.*\}\))$`)}}, ID: "bench"}
 	reg := NewRegistry(0)

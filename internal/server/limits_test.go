@@ -151,6 +151,7 @@ func BenchmarkLimits(b *testing.B) {
   rate: 1000000000
   burst: 1000000000
   max_concurrent: 1000
+  upstream_time: 1000000000
   max_range: 1d
   max_lookback: 30d
   min_step: 1s
