@@ -1,12 +1,22 @@
 package prometheus
 
 import (
+	"bytes"
+	"compress/gzip"
 	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"slices"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/promgate/promgate/internal/limits"
+	"github.com/promgate/promgate/internal/upstream"
 )
 
 func TestSeriesLimit(t *testing.T) {
@@ -141,6 +151,191 @@ func TestEntries(t *testing.T) {
 		got, err := entries(tc.path, []byte(tc.data))
 		if (err != nil) != tc.wantErr || (!tc.wantErr && got != tc.want) {
 			t.Errorf("%s %s: %d, %v; want %d (error %v)", tc.path, tc.data, got, err, tc.want, tc.wantErr)
+		}
+	}
+}
+
+// TestSeriesLimitHeld sends answers longer than the upstream client's copy
+// buffer (32 KiB) through a real upstream client: one under the limit
+// passes as the upstream sent it (its gzip included), one over it is cut.
+func TestSeriesLimitHeld(t *testing.T) {
+	const entries = 1000 // about 90 KiB
+	var series, vector strings.Builder
+	for i := range entries {
+		if i > 0 {
+			series.WriteByte(',')
+			vector.WriteByte(',')
+		}
+		fmt.Fprintf(&series, `{"__name__":"up","instance":"host-%04d:9100","job":"node","team":"a"}`, i)
+		fmt.Fprintf(&vector, `{"metric":{"__name__":"up","instance":"host-%04d:9100","job":"node"},"value":[1,"1"]}`, i)
+	}
+	answers := map[string]string{
+		"/api/v1/series":           success("[" + series.String() + "]"),
+		"/api/v1/query":            success(`{"resultType":"vector","result":[` + vector.String() + `]}`),
+		"/api/v1/labels":           `{"status":"error","errorType":"bad_data","error":"invalid parameter \"start\""}`,
+		"/api/v1/label/job/values": "Service Unavailable",
+		"/api/v1/status/buildinfo": success(`{"version":"2.42.0"}`),
+	}
+	status := map[string]int{"/api/v1/labels": 400, "/api/v1/label/job/values": 503}
+	zip := func(s string) []byte {
+		// Not promgate's level: a body compressed again would differ.
+		var b bytes.Buffer
+		zw, _ := gzip.NewWriterLevel(&b, gzip.BestSpeed)
+		_, _ = zw.Write([]byte(s))
+		_ = zw.Close()
+		return b.Bytes()
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/api/v1/label/instance/values" {
+			// Half the announced answer, then the connection closes.
+			w.Header().Set("Content-Length", "100")
+			_, _ = w.Write([]byte(`{"status":"success","data":[`))
+			conn, _, _ := http.NewResponseController(w).Hijack()
+			conn.Close()
+			return
+		}
+		body := []byte(answers[r.URL.Path])
+		w.Header().Set("Content-Type", "application/json")
+		if r.Header.Get("Accept-Encoding") == "gzip" {
+			w.Header().Set("Content-Encoding", "gzip")
+			body = zip(string(body))
+		}
+		if s := status[r.URL.Path]; s != 0 {
+			w.WriteHeader(s)
+		}
+		_, _ = w.Write(body)
+	}))
+	defer srv.Close()
+	base, _ := url.Parse(srv.URL)
+	up, err := upstream.New(upstream.Options{URL: base}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer up.Close()
+	api := New(up, Options{})
+	for _, tc := range []struct {
+		name      string
+		path      string
+		gzip      bool
+		maxSeries int
+		wantCode  int
+		wantLen   int  // entries in the answer
+		wantSent  bool // the upstream's body, byte for byte
+	}{
+		{name: "series at the limit", path: "/api/v1/series", maxSeries: entries, wantCode: 200, wantLen: entries, wantSent: true},
+		{name: "series one over", path: "/api/v1/series", maxSeries: entries - 1, wantCode: 200, wantLen: entries - 1},
+		{name: "series at the limit, gzip", path: "/api/v1/series", gzip: true, maxSeries: entries, wantCode: 200, wantLen: entries, wantSent: true},
+		{name: "series one over, gzip", path: "/api/v1/series", gzip: true, maxSeries: entries - 1, wantCode: 200, wantLen: entries - 1},
+		{name: "query at the limit", path: "/api/v1/query", maxSeries: entries, wantCode: 200, wantLen: entries, wantSent: true},
+		{name: "query one over", path: "/api/v1/query", maxSeries: entries - 1, wantCode: 200, wantLen: entries - 1},
+		{name: "query at the limit, gzip", path: "/api/v1/query", gzip: true, maxSeries: entries, wantCode: 200, wantLen: entries, wantSent: true},
+		{name: "query one over, gzip", path: "/api/v1/query", gzip: true, maxSeries: entries - 1, wantCode: 200, wantLen: entries - 1},
+		{name: "query far over, gzip", path: "/api/v1/query", gzip: true, maxSeries: 1, wantCode: 200, wantLen: 1},
+		{name: "an error passes", path: "/api/v1/labels", maxSeries: 1, wantCode: 400, wantSent: true},
+		{name: "an error passes, gzip", path: "/api/v1/labels", gzip: true, maxSeries: 1, wantCode: 400, wantSent: true},
+		{name: "unreadable", path: "/api/v1/label/job/values", maxSeries: 1, wantCode: 502},
+		{name: "unreadable, gzip", path: "/api/v1/label/job/values", gzip: true, maxSeries: 1, wantCode: 502},
+		{name: "cut midway", path: "/api/v1/label/instance/values", maxSeries: 1, wantCode: 502},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			query := "match[]=up"
+			if tc.path == "/api/v1/query" {
+				query = "query=up"
+			}
+			req := httptest.NewRequest("GET", tc.path+"?"+query, nil)
+			if tc.gzip {
+				req.Header.Set("Accept-Encoding", "gzip")
+			}
+			req = req.WithContext(limits.NewContext(req.Context(), &limits.Limits{MaxSeries: tc.maxSeries}))
+			rec := httptest.NewRecorder()
+			api.Handle(rec, req, tc.path, enforcer(t, `{team="a"}`))
+			if rec.Code != tc.wantCode {
+				t.Fatalf("status %d, want %d: %.200s", rec.Code, tc.wantCode, rec.Body)
+			}
+			body := rec.Body.Bytes()
+			if tc.wantSent {
+				want := []byte(answers[tc.path])
+				if tc.gzip {
+					want = zip(answers[tc.path])
+				}
+				if !bytes.Equal(body, want) {
+					t.Errorf("the answer is not the upstream's as sent (Content-Encoding %q)", rec.Header().Get("Content-Encoding"))
+				}
+				if got := rec.Header().Get("Content-Length"); got != strconv.Itoa(len(want)) {
+					t.Errorf("Content-Length %q, want %d", got, len(want))
+				}
+			}
+			if rec.Header().Get("Content-Encoding") == "gzip" {
+				zr, err := gzip.NewReader(bytes.NewReader(body))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if body, err = io.ReadAll(zr); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var ar struct {
+				Status   string          `json:"status"`
+				Data     json.RawMessage `json:"data"`
+				Warnings []string        `json:"warnings"`
+			}
+			if err := json.Unmarshal(body, &ar); err != nil {
+				t.Fatalf("answer %.200s: %v", body, err)
+			}
+			if tc.wantCode != 200 {
+				return
+			}
+			var items []json.RawMessage
+			var qd queryData
+			if tc.path == "/api/v1/query" {
+				if err := json.Unmarshal(ar.Data, &qd); err != nil {
+					t.Fatal(err)
+				}
+				ar.Data = qd.Result
+			}
+			if err := json.Unmarshal(ar.Data, &items); err != nil {
+				t.Fatal(err)
+			}
+			if len(items) != tc.wantLen {
+				t.Errorf("%d entries, want %d", len(items), tc.wantLen)
+			}
+			if got, want := slices.Contains(ar.Warnings, truncationWarning), tc.wantLen < entries; got != want {
+				t.Errorf("truncation warning %v, want %v", got, want)
+			}
+		})
+	}
+}
+
+// TestPassesWhole: only a plain success under the limit takes the short
+// way; anything unusual goes through truncate, as every answer did.
+func TestPassesWhole(t *testing.T) {
+	for _, tc := range []struct {
+		path, raw string
+		n         int
+		want      bool
+	}{
+		{"/api/v1/labels", `{"status":"success","data":["a","b"]}`, 2, true},
+		{"/api/v1/labels", ` {"data":["a","b"],"status":"success"} `, 2, true},
+		{"/api/v1/labels", `{"status":"success","data":["a","b"]}`, 1, false},
+		{"/api/v1/labels", `{"status":"succ\u0065ss","data":["a"]}`, 1, true},
+		{"/api/v1/query", `{"status":"success","data":{"resultType":"scalar","result":[1,"1"]}}`, 1, true},
+		{"/api/v1/query", `{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1,"1"]}]}}`, 1, true},
+		{"/api/v1/query", `{"status":"success","data":{"resultType":"vector","result":[{},{}]}}`, 1, false},
+		{"/api/v1/labels", `{"status":"success","data":["a"],"data":["a","b"]}`, 1, false},
+		{"/api/v1/labels", `{"status":"success","data":["a"],"stat\u0075s":"error"}`, 1, false},
+		{"/api/v1/labels", `{"Status":"success","data":["a"]}`, 1, false},
+		{"/api/v1/labels", `{"status":"success","data":["a"]} x`, 1, false},
+		{"/api/v1/labels", `{"status":"success","data":["a"`, 1, false},
+		{"/api/v1/labels", `{"status":"error","data":["a"]}`, 1, false},
+		{"/api/v1/labels", `{"status":null,"data":["a"]}`, 1, false},
+		{"/api/v1/labels", `{"status":"success","data":{"a":1}}`, 1, false},
+		{"/api/v1/labels", `{"status":"success"}`, 1, false},
+		{"/api/v1/labels", `null`, 1, false},
+		{"/api/v1/labels", ``, 1, false},
+	} {
+		h := &heldAnswer{}
+		if got := h.passesWhole(tc.path, []byte(tc.raw), tc.n); got != tc.want {
+			t.Errorf("%s %s, limit %d: %v, want %v", tc.path, tc.raw, tc.n, got, tc.want)
 		}
 	}
 }
