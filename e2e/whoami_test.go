@@ -91,7 +91,8 @@ func TestWhoamiPage(t *testing.T) {
 	hash := func(pw string) string { return authHash(t, pw, bcrypt.MinCost) }
 	users := "    frank: " + hash("frank-pw") + "\n    carol: " + hash("carol-pw") + "\n    root: " + hash("root-pw")
 	file := filepath.Join(dir, "promgate.yml")
-	authWriteFile(t, file, reloadConfig(prom.url, users, ""))
+	// Limits for everyone, none of them reached here: the page lists them.
+	authWriteFile(t, file, reloadConfig(prom.url, users, "limits:\n  upstream_time: 0.5\n  max_query_length: 200\n"))
 	gate, err := startServer(t, "promgate-whoami", dir, bin, func(addr string) []string {
 		return []string{"--config.file=" + file, "--web.listen-address=" + addr, "--config.auto-reload-interval=0"}
 	})
@@ -104,7 +105,8 @@ func TestWhoamiPage(t *testing.T) {
 	t.Run("a tenant sees its identity and explains a query", func(t *testing.T) {
 		b := newBrowser(t, "whoami-frank", basicAuthHeader("frank", "frank-pw")).in(t)
 		b.open(gate.url + "/-/whoami")
-		text := shows(b, "#identity", "who am I", "frank", "team-a", `{team="a"}`, `label "team" is "a"`)
+		text := shows(b, "#identity", "who am I", "frank", "team-a", `{team="a"}`, `label "team" is "a"`,
+			"upstream_time: 0.5 seconds of upstream time per second, saved up to 30s (upstream_time_burst)", "max_query_length: 200 bytes", "answers 429 with Retry-After")
 		if strings.Contains(text, `{team="b"}`) {
 			t.Errorf("frank's page shows another tenant's selector:\n%s", text)
 		}

@@ -79,6 +79,13 @@ func writeExplanation(w io.Writer, ex *server.Explanation) {
 			fmt.Fprintf(w, "  %s\n    %s\n", s, ex.Words[i])
 		}
 	}
+	for i, l := range ex.Limits {
+		if i == 0 {
+			line("limits", l)
+		} else {
+			fmt.Fprintf(w, "%-17s %s\n", "", l)
+		}
+	}
 	if ex.Query != "" {
 		line("query", ex.Query)
 		switch len(ex.Sent) {

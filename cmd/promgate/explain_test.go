@@ -40,6 +40,29 @@ func TestExplain(t *testing.T) {
 			`sent:             sum(rate({__name__="http_requests_total",namespace="a"}[5m]))`,
 		},
 	}, {
+		name: "the identity's limits, each in the configuration's key",
+		args: []string{"--user", "alice", "up"},
+		want: []string{
+			"limits:           rate: 5 requests per second, burst 5",
+			"                  upstream_time: 0.05 seconds of upstream time per second, saved up to 3s (upstream_time_burst)",
+			"                  max_query_length: 64 bytes",
+			`                  blocked_queries: "^(?:.*_bucket.*)$": histograms are read through the recording rules`,
+		},
+	}, {
+		name:   "no limits, no line",
+		args:   []string{"--user", "bob", "up"},
+		absent: []string{"limits:"},
+	}, {
+		name:   "a query a guard refuses",
+		args:   []string{"--user", "alice", "sum(rate(http_request_duration_seconds_bucket[5m]))"},
+		code:   1,
+		want:   []string{`refused:          query is blocked by the pattern "^(?:.*_bucket.*)$" (blocked_queries): histograms are read through the recording rules`},
+	}, {
+		name:   "a query over max_query_length",
+		args:   []string{"--user", "alice", "sum by (instance, job, namespace) (rate(http_requests_total[5m]))"},
+		code:   1,
+		want:   []string{"refused:          query is 65 bytes long, over the limit of 64 bytes (max_query_length)"},
+	}, {
 		name: "asserted group joins the configuration's",
 		args: []string{"--user", "carol", "--group", "team-a", "up"},
 		want: []string{"groups:           team-a", `sent:             {__name__="up",namespace="a"}`},

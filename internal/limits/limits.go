@@ -152,3 +152,53 @@ func FormatDuration(d time.Duration) string {
 	}
 	return b.String()
 }
+
+// Describe says each limit of l, in the configuration's keys, for explain
+// and /-/whoami: a tenant who meets a 429 or a 422 can read what it met.
+// nil when nothing is limited.
+func (l *Limits) Describe() []string {
+	if l == nil {
+		return nil
+	}
+	var out []string
+	add := func(format string, args ...any) { out = append(out, fmt.Sprintf(format, args...)) }
+	if l.Rate > 0 {
+		burst := l.Burst
+		if burst <= 0 {
+			burst = max(1, int(l.Rate+0.999999))
+		}
+		add("rate: %g requests per second, burst %d", l.Rate, burst)
+	}
+	if l.MaxConcurrent > 0 {
+		add("max_concurrent: %d requests in flight; one over it waits up to %s (max_queue_wait)", l.MaxConcurrent, FormatDuration(l.MaxQueueWait))
+	}
+	if l.UpstreamTime > 0 {
+		add("upstream_time: %g seconds of upstream time per second, saved up to %s (upstream_time_burst)", l.UpstreamTime, FormatDuration(l.TimeBurst()))
+	}
+	if l.MaxRange > 0 {
+		add("max_range: %s (end - start of a range query)", FormatDuration(l.MaxRange))
+	}
+	if l.MaxLookback > 0 {
+		add("max_lookback: %s (how far before now a query may read)", FormatDuration(l.MaxLookback))
+	}
+	if l.MinStep > 0 {
+		add("min_step: %s", FormatDuration(l.MinStep))
+	}
+	if l.MaxPoints > 0 {
+		add("max_points: %d points per series", l.MaxPoints)
+	}
+	if l.MaxQueryLength > 0 {
+		add("max_query_length: %d bytes", l.MaxQueryLength)
+	}
+	if l.MaxSeries > 0 {
+		add("max_series: %d series, names or values per answer", l.MaxSeries)
+	}
+	for _, b := range l.Blocked {
+		reason := b.Reason
+		if reason == "" {
+			reason = "no reason given"
+		}
+		add("blocked_queries: %q: %s", b.Pattern.String(), reason)
+	}
+	return out
+}

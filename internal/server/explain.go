@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/prometheus/alertmanager/matcher/compat"
 	"github.com/prometheus/prometheus/model/labels"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/promgate/promgate/internal/alertmanager"
 	"github.com/promgate/promgate/internal/identity"
+	"github.com/promgate/promgate/internal/limits"
 	"github.com/promgate/promgate/internal/policy"
 	promapi "github.com/promgate/promgate/internal/prometheus"
 	"github.com/promgate/promgate/internal/promql"
@@ -41,6 +43,9 @@ type Explanation struct {
 	// words.
 	Selectors []string `json:"selectors"`
 	Words     []string `json:"selectors_in_words"`
+	// Limits are the identity's limits, each in the configuration's key
+	// (rate and concurrency answer 429; the query guards 422).
+	Limits []string `json:"limits,omitempty"`
 
 	Query string `json:"query,omitempty"`
 	// Sent is what goes upstream for Query: one expression, or several
@@ -97,6 +102,7 @@ func (st *State) Explain(id identity.Identity, req ExplainRequest) (*Explanation
 	}
 	p := acc.policy
 	ex.AllowAll, ex.Policies = p.AllowAll, p.Rules
+	ex.Limits = acc.limits.Describe()
 	for _, s := range p.Selectors {
 		ex.Selectors = append(ex.Selectors, s.String())
 		ex.Words = append(ex.Words, SelectorInWords(s))
@@ -125,6 +131,12 @@ func (st *State) Explain(id identity.Identity, req ExplainRequest) (*Explanation
 				return refuse(err)
 			}
 			ex.Sent = sent
+		}
+		// The guards a query's text meets, as an instant query now; a
+		// range query's span and step are the request's, not the text's.
+		now := time.Now()
+		if err := acc.limits.CheckQuery(limits.Query{Text: req.Query, Start: now, End: now, Now: now}); err != nil {
+			return refuse(err)
 		}
 	}
 

@@ -37,7 +37,7 @@ authentication:
 groups:
   team-a: [alice]
 policies:
-  - {name: a, subjects: ["group:team-a"], selectors: ['{team="a"}']}
+  - {name: a, subjects: ["group:team-a"], selectors: ['{team="a"}'], limits: {upstream_time: 0.5, max_query_length: 64}}
   - {name: bob, subjects: ["user:bob"], selectors: ['{job="{{ .User }}"}', '{env="dev", team!="x"}']}
   - {name: admins, subjects: ["user:root"], allow_all: true}
 `, up.URL, promKeys, hash, hash, hash))
@@ -64,8 +64,17 @@ func TestWhoamiPage(t *testing.T) {
 		want: []string{
 			`<td id="user">alice</td>`, `<td id="method">basic</td>`, `<td id="groups">team-a</td>`,
 			`<code>{team=&#34;a&#34;}</code>`, `label &#34;team&#34; is &#34;a&#34;`, `name="explain"`,
+			`<li><code>upstream_time: 0.5 seconds of upstream time per second, saved up to 30s (upstream_time_burst)</code></li>`,
+			`<li><code>max_query_length: 64 bytes</code></li>`,
 		},
 		absent: []string{`id="for-user"`, `id="result"`, "<script"},
+	}, {
+		name: "a query over a guard is refused on the page", user: "alice", accept: browser, status: 200,
+		query: "explain=" + url.QueryEscape(`sum by (instance, job, namespace) (rate(http_requests_total[5m]))`),
+		want:  []string{`id="refusal">Refused: query is 65 bytes long, over the limit of 64 bytes (max_query_length)`},
+	}, {
+		name: "no limits, no list", user: "bob", accept: browser, status: 200,
+		absent: []string{`id="limits"`},
 	}, {
 		name: "query rewritten on the page", user: "alice", accept: browser, status: 200,
 		query: "explain=" + url.QueryEscape(`rate(x[5m])`),
