@@ -332,3 +332,29 @@ func TestEvictionKeepsDebt(t *testing.T) {
 		t.Fatalf("%d users tracked, want the full one dropped", n)
 	}
 }
+
+func TestDescribe(t *testing.T) {
+	var none *Limits
+	if got := none.Describe(); got != nil {
+		t.Errorf("nil Limits: %q", got)
+	}
+	l := &Limits{Rate: 2.5, MaxConcurrent: 4, MaxQueueWait: 200 * time.Millisecond, UpstreamTime: 0.05,
+		MaxRange: 7 * 24 * time.Hour, MaxLookback: 30 * 24 * time.Hour, MinStep: 15 * time.Second, MaxPoints: 11000,
+		MaxQueryLength: 4096, MaxSeries: 10000,
+		Blocked: []Blocked{{Pattern: regexp.MustCompile(`^(?:x)$`)}}}
+	want := []string{
+		"rate: 2.5 requests per second, burst 3",
+		"max_concurrent: 4 requests in flight; one over it waits up to 200ms (max_queue_wait)",
+		"upstream_time: 0.05 seconds of upstream time per second, saved up to 3s (upstream_time_burst)",
+		"max_range: 7d (end - start of a range query)",
+		"max_lookback: 30d (how far before now a query may read)",
+		"min_step: 15s",
+		"max_points: 11000 points per series",
+		"max_query_length: 4096 bytes",
+		"max_series: 10000 series, names or values per answer",
+		`blocked_queries: "^(?:x)$": no reason given`,
+	}
+	if got := l.Describe(); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
