@@ -44,7 +44,8 @@ type Explanation struct {
 	Selectors []string `json:"selectors"`
 	Words     []string `json:"selectors_in_words"`
 	// Limits are the identity's limits, each in the configuration's key
-	// (rate and concurrency answer 429; the query guards 422).
+	// (rate, concurrency and upstream time answer 429, max_series cuts
+	// answers, the other query guards answer 422).
 	Limits []string `json:"limits,omitempty"`
 
 	Query string `json:"query,omitempty"`
