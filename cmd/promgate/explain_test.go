@@ -53,15 +53,15 @@ func TestExplain(t *testing.T) {
 		args:   []string{"--user", "bob", "up"},
 		absent: []string{"limits:"},
 	}, {
-		name:   "a query a guard refuses",
-		args:   []string{"--user", "alice", "sum(rate(http_request_duration_seconds_bucket[5m]))"},
-		code:   1,
-		want:   []string{`refused:          query is blocked by the pattern "^(?:.*_bucket.*)$" (blocked_queries): histograms are read through the recording rules`},
+		name: "a query a guard refuses",
+		args: []string{"--user", "alice", "sum(rate(http_request_duration_seconds_bucket[5m]))"},
+		code: 1,
+		want: []string{`refused:          query is blocked by the pattern "^(?:.*_bucket.*)$" (blocked_queries): histograms are read through the recording rules`},
 	}, {
-		name:   "a query over max_query_length",
-		args:   []string{"--user", "alice", "sum by (instance, job, namespace) (rate(http_requests_total[5m]))"},
-		code:   1,
-		want:   []string{"refused:          query is 65 bytes long, over the limit of 64 bytes (max_query_length)"},
+		name: "a query over max_query_length",
+		args: []string{"--user", "alice", "sum by (instance, job, namespace) (rate(http_requests_total[5m]))"},
+		code: 1,
+		want: []string{"refused:          query is 65 bytes long, over the limit of 64 bytes (max_query_length)"},
 	}, {
 		name: "asserted group joins the configuration's",
 		args: []string{"--user", "carol", "--group", "team-a", "up"},
