@@ -2,7 +2,6 @@ package prometheus
 
 import (
 	"bytes"
-	"compress/gzip"
 	"encoding/json"
 	"errors"
 	"io"
@@ -193,8 +192,6 @@ type heldAnswer struct {
 	plain  *bytes.Buffer // body inflated, when gzipped
 	over   bool          // longer than maxMergeBytes: the rest was dropped
 	walk   jsonscan.Walk
-	zin    bytes.Reader // gunzip's, kept to spare allocations
-	zout   io.LimitedReader
 }
 
 var heldAnswers = sync.Pool{New: func() any { return &heldAnswer{header: http.Header{}} }}
@@ -274,26 +271,14 @@ func (h *heldAnswer) release() {
 	heldAnswers.Put(h)
 }
 
-// gzipReaders are reused: a new reader allocates its inflater's tables.
-var gzipReaders sync.Pool
-
 // gunzip inflates b into h.plain; longer than maxMergeBytes, it is over.
 func (h *heldAnswer) gunzip(b []byte) error {
-	h.zin.Reset(b)
-	zr, _ := gzipReaders.Get().(*gzip.Reader)
-	var err error
-	if zr == nil {
-		zr, err = gzip.NewReader(&h.zin)
-	} else {
-		err = zr.Reset(&h.zin)
-	}
+	zr, err := getGzipReader(bytes.NewReader(b))
 	if err != nil {
 		return err
 	}
 	defer gzipReaders.Put(zr)
-	h.zout = io.LimitedReader{R: zr, N: maxMergeBytes + 1}
-	_, err = h.plain.ReadFrom(&h.zout)
-	h.zout.R = nil
+	_, err = h.plain.ReadFrom(io.LimitReader(zr, maxMergeBytes+1))
 	h.over = h.over || h.plain.Len() > maxMergeBytes
 	return err
 }

@@ -158,10 +158,11 @@ func decodeSnappy(dst, b []byte, limit int64) ([]byte, error) {
 // decodeGzip inflates a gzip body (one member or more) up to limit bytes;
 // one byte more refuses it, so a bomb is never inflated further.
 func decodeGzip(b []byte, limit int64) ([]byte, error) {
-	zr, err := gzip.NewReader(bytes.NewReader(b))
+	zr, err := getGzipReader(bytes.NewReader(b))
 	if err != nil {
 		return nil, apierror.New(apierror.BadData, "request body is not gzip-compressed: %v", err)
 	}
+	defer gzipReaders.Put(zr)
 	var out bytes.Buffer
 	_, err = out.ReadFrom(io.LimitReader(zr, limit+1))
 	switch {
@@ -171,6 +172,22 @@ func decodeGzip(b []byte, limit int64) ([]byte, error) {
 		return nil, apierror.New(apierror.TooLarge, "request body decompresses to more than %d bytes", limit)
 	}
 	return out.Bytes(), nil
+}
+
+// gzipReaders are reused (getGzipReader): a new reader allocates its
+// inflater's tables.
+var gzipReaders sync.Pool
+
+// getGzipReader returns a pooled gzip reader of src, its header read; the
+// caller puts it back in gzipReaders when done.
+func getGzipReader(src io.Reader) (*gzip.Reader, error) {
+	if zr, ok := gzipReaders.Get().(*gzip.Reader); ok {
+		if err := zr.Reset(src); err != nil {
+			return nil, err
+		}
+		return zr, nil
+	}
+	return gzip.NewReader(src)
 }
 
 // checkLabels applies lim to the labels of one series: their number and
