@@ -5,7 +5,6 @@ import (
 	"compress/gzip"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -265,15 +264,7 @@ func TestSeriesLimitHeld(t *testing.T) {
 					t.Errorf("Content-Length %q, want %d", got, len(want))
 				}
 			}
-			if rec.Header().Get("Content-Encoding") == "gzip" {
-				zr, err := gzip.NewReader(bytes.NewReader(body))
-				if err != nil {
-					t.Fatal(err)
-				}
-				if body, err = io.ReadAll(zr); err != nil {
-					t.Fatal(err)
-				}
-			}
+			body = decoded(t, rec.Header(), body)
 			var ar struct {
 				Status   string          `json:"status"`
 				Data     json.RawMessage `json:"data"`
