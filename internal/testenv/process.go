@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -51,14 +52,35 @@ type Process struct {
 	waitErr error
 }
 
-// FreePort returns a port on 127.0.0.1 that was free a moment ago.
+// handedOut holds every port FreePort has returned in this process. The
+// kernel may give a port it just gave again once the probe closes it, and
+// two servers started side by side on the same port do not both fail: the
+// loser exits, but the winner answers its readiness probe, so a test would
+// talk to the wrong server (a Thanos Query to another stack's sidecar).
+var handedOut = struct {
+	sync.Mutex
+	ports map[int]bool
+}{ports: map[int]bool{}}
+
+// FreePort returns a port on 127.0.0.1 that was free a moment ago and that
+// it has not returned before in this process.
 func FreePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("free port: %w", err)
+	for attempt := 0; attempt < 100; attempt++ {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return 0, fmt.Errorf("free port: %w", err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		handedOut.Lock()
+		taken := handedOut.ports[port]
+		handedOut.ports[port] = true
+		handedOut.Unlock()
+		if !taken {
+			return port, nil
+		}
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return 0, errors.New("free port: the kernel keeps offering ports already handed out")
 }
 
 // FreeAddr returns 127.0.0.1:PORT with a port that was free a moment ago.
@@ -129,6 +151,12 @@ func tryStart(o Options) (*Process, error) {
 	}()
 	if err := p.WaitReady(o); err != nil {
 		p.Stop()
+		return nil, err
+	}
+	// A server that lost its port exits, while the one that holds it may
+	// have answered the readiness probe; its log says why (and whether
+	// Start may retry).
+	if err := p.Alive(); err != nil {
 		return nil, err
 	}
 	return p, nil
