@@ -192,6 +192,8 @@ type heldAnswer struct {
 	plain  *bytes.Buffer // body inflated, when gzipped
 	over   bool          // longer than maxMergeBytes: the rest was dropped
 	walk   jsonscan.Walk
+	zin    bytes.Reader     // gunzip's source, kept to spare allocations
+	zout   io.LimitedReader // gunzip's bound, likewise
 }
 
 var heldAnswers = sync.Pool{New: func() any { return &heldAnswer{header: http.Header{}} }}
@@ -273,12 +275,15 @@ func (h *heldAnswer) release() {
 
 // gunzip inflates b into h.plain; longer than maxMergeBytes, it is over.
 func (h *heldAnswer) gunzip(b []byte) error {
-	zr, err := getGzipReader(bytes.NewReader(b))
+	h.zin.Reset(b)
+	zr, err := getGzipReader(&h.zin)
 	if err != nil {
 		return err
 	}
 	defer gzipReaders.Put(zr)
-	_, err = h.plain.ReadFrom(io.LimitReader(zr, maxMergeBytes+1))
+	h.zout = io.LimitedReader{R: zr, N: maxMergeBytes + 1}
+	_, err = h.plain.ReadFrom(&h.zout)
+	h.zout.R = nil
 	h.over = h.over || h.plain.Len() > maxMergeBytes
 	return err
 }
